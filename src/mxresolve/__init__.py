@@ -1,0 +1,88 @@
+"""mxresolve: how one Matrix server finds another.
+
+A reference implementation of the server-server API's "Resolving server
+names" (Matrix spec v1.19): a sans-I/O core (:class:`ResolutionMachine`), the
+in-memory :class:`FakeWorld` for tests, and the vectors that pin the behaviour.
+
+Everything in ``__all__`` is the public API; modules starting with ``_`` are not.
+"""
+
+from ._cache import ResolverCache, WellKnownEntry
+from ._errors import (
+    InvalidServerName,
+    InvalidSettings,
+    LocalProtocolError,
+    MxresolveError,
+    ResolutionError,
+)
+from ._events import (
+    NEED_RESULTS,
+    DnsQuery,
+    DnsResult,
+    DnsStatus,
+    FailureKind,
+    HttpsFailure,
+    HttpsFailureKind,
+    HttpsGet,
+    HttpsResponse,
+    Outcome,
+    RecordType,
+    Request,
+    Resolution,
+    ResolutionFailure,
+    SrvRecord,
+    Step,
+    Target,
+    TraceEvent,
+    TraceKind,
+)
+from ._fakeworld import FakeWorld, WorldError
+from ._grammar import HostKind, ServerName, parse_server_name, server_name_advisories
+from ._machine import ResolutionMachine
+from ._settings import IpPolicy, Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
+from ._srv import order_srv_records
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NEED_RESULTS",
+    "DnsQuery",
+    "DnsResult",
+    "DnsStatus",
+    "FailureKind",
+    "FakeWorld",
+    "HostKind",
+    "HttpsFailure",
+    "HttpsFailureKind",
+    "HttpsGet",
+    "HttpsResponse",
+    "InvalidServerName",
+    "InvalidSettings",
+    "IpPolicy",
+    "LocalProtocolError",
+    "MxresolveError",
+    "Outcome",
+    "RecordType",
+    "Request",
+    "Resolution",
+    "ResolutionError",
+    "ResolutionFailure",
+    "ResolutionMachine",
+    "ResolverCache",
+    "ServerName",
+    "Settings",
+    "SrvDotPolicy",
+    "SrvFailurePolicy",
+    "SrvRecord",
+    "SrvTargetAliasPolicy",
+    "Step",
+    "Target",
+    "TraceEvent",
+    "TraceKind",
+    "WellKnownEntry",
+    "WorldError",
+    "__version__",
+    "order_srv_records",
+    "parse_server_name",
+    "server_name_advisories",
+]
