@@ -30,14 +30,14 @@ def tests_matrix(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy", "-e", ".")
+    session.install("mypy==2.4.1", "-e", ".")
     session.run("mypy")
 
 

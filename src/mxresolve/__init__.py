@@ -8,7 +8,14 @@ Everything in ``__all__`` is the public API; modules starting with ``_`` are not
 """
 
 from ._cache import ResolverCache, WellKnownEntry
+from ._dns_transport import (
+    AsyncDnspythonTransport,
+    AsyncDnsTransport,
+    DnspythonTransport,
+    DnsTransport,
+)
 from ._errors import (
+    ConnectError,
     InvalidServerName,
     InvalidSettings,
     LocalProtocolError,
@@ -38,7 +45,14 @@ from ._events import (
 )
 from ._fakeworld import FakeWorld, WorldError
 from ._grammar import HostKind, ServerName, parse_server_name, server_name_advisories
+from ._https_transport import (
+    AsyncH11HttpsTransport,
+    AsyncHttpsTransport,
+    H11HttpsTransport,
+    HttpsTransport,
+)
 from ._machine import ResolutionMachine
+from ._resolver import AsyncResolver, Resolver
 from ._settings import IpPolicy, Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
 from ._srv import order_srv_records
 
@@ -46,6 +60,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NEED_RESULTS",
+    "AsyncDnsTransport",
+    "AsyncDnspythonTransport",
+    "AsyncH11HttpsTransport",
+    "AsyncHttpsTransport",
+    "AsyncResolver",
+    "ConnectError",
+    "DnsTransport",
+    "DnspythonTransport",
+    "H11HttpsTransport",
+    "HttpsTransport",
+    "Resolver",
     "DnsQuery",
     "DnsResult",
     "DnsStatus",

@@ -1,5 +1,10 @@
 """The ``mxresolve`` command.
 
+``mxresolve resolve SERVER_NAME [--json] [--nameserver IP[:PORT]]... [--cafile PEM]
+[--allow-ip CIDR]...``
+    Resolve a server name for real and explain each step. With ``--json``,
+    exactly one JSON object goes to stdout, whatever happens.
+
 ``mxresolve vectors run [PATH ...] [--json] [--explain ID]``
     Run spec-vectors (the bundled ones by default): one line per vector, then
     ``N passed, M failed``; exit 1 if any failed.
@@ -16,19 +21,57 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from ._errors import InvalidServerName, MxresolveError
+from ._events import FailureKind, Resolution
 from ._explain import render_result
+from ._resolver import Resolver
+from ._settings import Settings
 from ._vectors import Vector, VectorFormatError, load_vectors, run_vector
 
 __all__ = ["main"]
 
 
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints and exits on bad arguments; we need to answer in JSON too.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mxresolve",
         description="Matrix server-name resolution (spec v1.19): run the spec-vectors, "
         "or resolve a server name and explain every step.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    resolve = commands.add_parser("resolve", help="resolve a server name and explain it")
+    resolve.add_argument("server_name", metavar="SERVER_NAME")
+    resolve.add_argument("--json", action="store_true", help="print one JSON object")
+    resolve.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="IP[:PORT]",
+        help="send every DNS query here (repeatable); default: the system's resolvers",
+    )
+    resolve.add_argument("--cafile", metavar="PEM", help="trust these CAs instead of certifi's")
+    resolve.add_argument(
+        "--allow-ip",
+        action="append",
+        metavar="CIDR",
+        help="allow a range the default policy refuses, e.g. 127.0.0.0/8 (repeatable)",
+    )
+    resolve.add_argument("--deny-ip", action="append", metavar="CIDR", help="refuse a range")
+    resolve.add_argument(
+        "--no-legacy-srv", action="store_true", help="skip the deprecated _matrix._tcp steps"
+    )
+    resolve.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (10)"
+    )
 
     vectors = commands.add_parser("vectors", help="the spec-vectors")
     vector_commands = vectors.add_subparsers(dest="vectors_command", required=True)
@@ -40,10 +83,61 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        if "resolve" in argv and "--json" in argv:
+            _print_json(_error_object(None, "invalid_argument", str(exc)))
+        else:
+            print(exc, file=sys.stderr)
+        return 2
+    try:
+        if args.command == "resolve":
+            return _resolve(args)
+    except BrokenPipeError:  # e.g. `mxresolve resolve x | head`: not an error
+        sys.stderr.close()
+        return 0
     if args.command == "vectors":
         return _vectors_run(args.paths, as_json=args.json, explain=args.explain)
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees this
+
+
+def _print_json(obj: dict[str, object]) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    print()
+
+
+def _error_object(server_name: str | None, kind: str, message: str) -> dict[str, object]:
+    return {"server_name": server_name, "error": {"kind": kind, "message": message}, "trace": []}
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    try:
+        resolver = Resolver(
+            nameservers=args.nameserver,
+            cafile=args.cafile,
+            allow_ips=args.allow_ip,
+            deny_ips=args.deny_ip,
+            settings=Settings(legacy_srv=not args.no_legacy_srv),
+            request_timeout=args.timeout,
+        )
+        result = resolver.resolve_result(args.server_name)
+    except InvalidServerName as exc:
+        kind, message = FailureKind.INVALID_SERVER_NAME.value, str(exc)
+    except (MxresolveError, ValueError) as exc:
+        kind, message = "invalid_argument", str(exc)
+    else:
+        if args.json:
+            _print_json(result.to_json())
+        else:
+            print(render_result(result))
+        return 0 if isinstance(result, Resolution) else 1
+    if args.json:
+        _print_json(_error_object(args.server_name, kind, message))
+    else:
+        print(f"mxresolve: {message}", file=sys.stderr)
+    return 2
 
 
 def _vectors_run(paths: list[str], *, as_json: bool, explain: str | None) -> int:

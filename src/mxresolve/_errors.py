@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._events import ResolutionFailure
+    from ._events import Resolution, ResolutionFailure, Target
 
 __all__ = [
+    "ConnectError",
     "InvalidServerName",
     "InvalidSettings",
     "LocalProtocolError",
@@ -68,3 +69,16 @@ class ResolutionError(MxresolveError):
     def __init__(self, failure: ResolutionFailure) -> None:
         self.failure = failure
         super().__init__(f"{failure.server_name}: {failure.kind.value}: {failure.message}")
+
+
+class ConnectError(MxresolveError):
+    """``connect()`` could not open a verified TLS connection to any target.
+
+    ``attempts`` pairs each target tried with why it failed, in order.
+    """
+
+    def __init__(self, resolution: Resolution, attempts: list[tuple[Target, str]]) -> None:
+        self.resolution = resolution
+        self.attempts = attempts
+        tried = "; ".join(f"{t.host}:{t.port}: {why}" for t, why in attempts) or "no targets"
+        super().__init__(f"{resolution.server_name}: could not connect: {tried}")

@@ -1,0 +1,207 @@
+"""HTTPS transports for the well-known fetch: h11 over ``ssl``, sync and asyncio.
+
+Each fetch is one hop (the machine follows redirects). The transport resolves
+the URL's host through the same DNS transport as everything else, refuses
+addresses the IP policy refuses, races the connections, verifies the
+certificate for the URL's host, and reads within the time and size limits.
+Whatever goes wrong comes back as an :class:`~mxresolve.HttpsFailure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+import time
+from typing import Protocol
+
+from ._dns_transport import AsyncDnsTransport, DnsTransport
+from ._events import (
+    DnsQuery,
+    DnsResult,
+    DnsStatus,
+    HttpsFailure,
+    HttpsFailureKind,
+    HttpsGet,
+    HttpsResponse,
+    RecordType,
+)
+from ._http1 import Http1Exchange
+from ._net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp
+from ._settings import IpPolicy
+
+__all__ = ["AsyncH11HttpsTransport", "AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
+
+MAX_HEADER_BYTES = 16 * 1024
+_READ_CHUNK = 16 * 1024
+
+
+class HttpsTransport(Protocol):
+    def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure: ...
+
+
+class AsyncHttpsTransport(Protocol):
+    async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure: ...
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _queries(host: str) -> list[DnsQuery]:
+    fqdn = host.rstrip(".").lower() + "."
+    return [DnsQuery(qname=fqdn, rdtype=t) for t in (RecordType.AAAA, RecordType.A)]
+
+
+def _allowed(host: str, results: list[DnsResult], policy: IpPolicy) -> list[str] | HttpsFailure:
+    """The usable addresses of ``host``, or why there are none."""
+    found = [str(r) for result in results for r in result.records]
+    if not found:
+        statuses = ", ".join(r.status.value for r in results)
+        return HttpsFailure(kind=HttpsFailureKind.NO_ADDRESS, message=f"{host}: {statuses}")
+    refusals = [(a, policy.refusal(a)) for a in found]
+    allowed = [a for a, why in refusals if why is None]
+    if not allowed:
+        return HttpsFailure(
+            kind=HttpsFailureKind.ADDRESS_REFUSED,
+            message="; ".join(f"{why}" for _, why in refusals),
+        )
+    return allowed
+
+
+class H11HttpsTransport:
+    """Blocking HTTPS GET (one hop) over h11 and ``ssl``."""
+
+    def __init__(
+        self,
+        dns: DnsTransport,
+        *,
+        ssl_context: ssl.SSLContext,
+        ip_policy: IpPolicy,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
+        self._dns = dns
+        self._ssl = ssl_context
+        self._policy = ip_policy
+        self._max_header_bytes = max_header_bytes
+
+    def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
+        deadline = time.monotonic() + timeout
+        if _is_ip(request.host):
+            addresses: list[str] | HttpsFailure = _allowed(
+                request.host,
+                [DnsResult(status=DnsStatus.NOERROR, records=(request.host,))],
+                self._policy,
+            )
+        else:
+            results = [
+                self._dns.query(q, max(deadline - time.monotonic(), 0.001))
+                for q in _queries(request.host)
+            ]
+            addresses = _allowed(request.host, results, self._policy)
+        if isinstance(addresses, HttpsFailure):
+            return addresses
+        try:
+            raw = connect_tcp(addresses, request.port, deadline)
+        except ConnectFailed as exc:
+            return HttpsFailure(kind=exc.kind, message=exc.message)
+        exchange = Http1Exchange(request, max_header_bytes=self._max_header_bytes)
+        connecting = True
+        try:
+            raw.settimeout(max(deadline - time.monotonic(), 0.001))
+            with self._ssl.wrap_socket(raw, server_hostname=request.host) as tls:
+                connecting = False
+                tls.sendall(exchange.request_bytes())
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return HttpsFailure(
+                            kind=HttpsFailureKind.READ_TIMEOUT, message="the response was too slow"
+                        )
+                    tls.settimeout(remaining)
+                    outcome = exchange.receive(tls.recv(_READ_CHUNK))
+                    if outcome is not None:
+                        return outcome
+        except (OSError, ssl.SSLError) as exc:
+            return HttpsFailure(
+                kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
+            )
+        finally:
+            raw.close()
+
+
+class AsyncH11HttpsTransport:
+    """The asyncio form of :class:`H11HttpsTransport`."""
+
+    def __init__(
+        self,
+        dns: AsyncDnsTransport,
+        *,
+        ssl_context: ssl.SSLContext,
+        ip_policy: IpPolicy,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
+        self._dns = dns
+        self._ssl = ssl_context
+        self._policy = ip_policy
+        self._max_header_bytes = max_header_bytes
+
+    async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
+        deadline = time.monotonic() + timeout
+        try:
+            return await asyncio.wait_for(self._fetch(request, deadline), timeout)
+        except asyncio.TimeoutError:
+            return HttpsFailure(kind=HttpsFailureKind.READ_TIMEOUT, message="no response in time")
+
+    async def _fetch(self, request: HttpsGet, deadline: float) -> HttpsResponse | HttpsFailure:
+        if _is_ip(request.host):
+            addresses: list[str] | HttpsFailure = _allowed(
+                request.host,
+                [DnsResult(status=DnsStatus.NOERROR, records=(request.host,))],
+                self._policy,
+            )
+        else:
+            remaining = max(deadline - time.monotonic(), 0.001)
+            results = await asyncio.gather(
+                *(self._dns.query(q, remaining) for q in _queries(request.host))
+            )
+            addresses = _allowed(request.host, list(results), self._policy)
+        if isinstance(addresses, HttpsFailure):
+            return addresses
+        try:
+            raw = await async_connect_tcp(addresses, request.port, deadline)
+        except ConnectFailed as exc:
+            return HttpsFailure(kind=exc.kind, message=exc.message)
+        exchange = Http1Exchange(request, max_header_bytes=self._max_header_bytes)
+        connecting = True
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await asyncio.open_connection(
+                sock=raw,
+                ssl=self._ssl,
+                server_hostname=request.host,
+                ssl_handshake_timeout=max(deadline - time.monotonic(), 0.001),
+            )
+            connecting = False
+            writer.write(exchange.request_bytes())
+            await writer.drain()
+            while True:
+                outcome = exchange.receive(await reader.read(_READ_CHUNK))
+                if outcome is not None:
+                    return outcome
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            return HttpsFailure(
+                kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+            else:
+                raw.close()

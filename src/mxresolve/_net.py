@@ -1,0 +1,204 @@
+"""Sockets and TLS: connection racing (Happy Eyeballs) and the TLS context.
+
+Shared by the HTTPS transports (the well-known fetch) and ``connect()`` (the
+federation connection itself). Exceptions from ``socket`` and ``ssl`` are
+mapped here, once, onto :class:`~mxresolve.HttpsFailureKind`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import selectors
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+
+import certifi
+
+from ._events import HttpsFailureKind
+
+__all__ = [
+    "ConnectFailed",
+    "async_connect_tcp",
+    "classify_error",
+    "connect_tcp",
+    "interleave",
+    "make_ssl_context",
+]
+
+ATTEMPT_DELAY = 0.25  # RFC 8305 §5: "Connection Attempt Delay", recommended 250 ms
+
+
+class ConnectFailed(Exception):
+    """Internal: why no connection could be made, as one of our failure kinds."""
+
+    def __init__(self, kind: HttpsFailureKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def make_ssl_context(
+    cafile: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> ssl.SSLContext:
+    """A verifying client context: ``ssl_context`` itself, else one trusting certifi's
+    CA bundle (or ``cafile``'s CAs instead)."""
+    if ssl_context is not None:
+        return ssl_context
+    try:
+        context = ssl.create_default_context(cafile=cafile or certifi.where())
+    except (OSError, ssl.SSLError) as exc:
+        from ._errors import InvalidSettings
+
+        raise InvalidSettings(f"cafile {cafile!r} cannot be loaded: {exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def interleave(addresses: Sequence[str]) -> list[str]:
+    """IPv6 and IPv4 alternately, IPv6 first (RFC 8305 §4)."""
+    v6 = [a for a in addresses if ":" in a]
+    v4 = [a for a in addresses if ":" not in a]
+    out: list[str] = []
+    for i in range(max(len(v6), len(v4))):
+        out.extend(family[i] for family in (v6, v4) if i < len(family))
+    return out
+
+
+def classify_error(exc: BaseException, *, connecting: bool) -> HttpsFailureKind:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return HttpsFailureKind.CERTIFICATE_INVALID
+    if isinstance(exc, ssl.SSLError):
+        return HttpsFailureKind.TLS_HANDSHAKE_FAILED
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return HttpsFailureKind.CONNECT_TIMEOUT if connecting else HttpsFailureKind.READ_TIMEOUT
+    if isinstance(exc, ConnectionRefusedError):
+        return HttpsFailureKind.CONNECTION_REFUSED
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return HttpsFailureKind.CONNECTION_RESET
+    if connecting:
+        return HttpsFailureKind.CONNECTION_REFUSED
+    return HttpsFailureKind.CONNECTION_RESET
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+
+
+def _summary(errors: list[tuple[str, BaseException]]) -> ConnectFailed:
+    if not errors:
+        return ConnectFailed(HttpsFailureKind.CONNECT_TIMEOUT, "no connection in time")
+    kinds = {classify_error(e, connecting=True) for _, e in errors}
+    kind = kinds.pop() if len(kinds) == 1 else HttpsFailureKind.CONNECTION_REFUSED
+    text = "; ".join(f"{a}: {e}" for a, e in errors[:4])
+    return ConnectFailed(kind, text)
+
+
+def connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.socket:
+    """Race connections to ``addresses`` (staggered), return the first that connects.
+
+    ``deadline`` is on ``time.monotonic()``. Raises :class:`ConnectFailed`.
+    """
+    ordered = interleave(addresses)
+    selector = selectors.DefaultSelector()
+    errors: list[tuple[str, BaseException]] = []
+    started = 0
+    next_start = time.monotonic()
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise ConnectFailed(
+                    HttpsFailureKind.CONNECT_TIMEOUT, f"no connection to port {port} in time"
+                )
+            if started < len(ordered) and (now >= next_start or not selector.get_map()):
+                address = ordered[started]
+                started += 1
+                next_start = now + ATTEMPT_DELAY
+                sock = socket.socket(_family(address), socket.SOCK_STREAM)
+                sock.setblocking(False)
+                code = sock.connect_ex((address, port))
+                if code in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                    selector.register(sock, selectors.EVENT_WRITE, address)
+                else:
+                    sock.close()
+                    errors.append((address, OSError(code, errno.errorcode.get(code, "error"))))
+                continue
+            if not selector.get_map():
+                raise _summary(errors)
+            wake = deadline if started >= len(ordered) else min(deadline, next_start)
+            for key, _ in selector.select(max(wake - now, 0)):
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                selector.unregister(ready)
+                code = ready.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code == 0:
+                    ready.setblocking(True)
+                    return ready
+                ready.close()
+                errors.append((key.data, ConnectionRefusedError(code, "connection refused")))
+    finally:
+        for key in list(selector.get_map().values()):
+            with contextlib.suppress(OSError):
+                key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+
+
+async def async_connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.socket:
+    """The asyncio form of :func:`connect_tcp`: staggered attempts, first one wins."""
+    loop = asyncio.get_running_loop()
+    ordered = interleave(addresses)
+    errors: list[tuple[str, BaseException]] = []
+    winner: socket.socket | None = None
+
+    async def attempt(address: str) -> socket.socket:
+        sock = socket.socket(_family(address), socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, (address, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    tasks: dict[asyncio.Task[socket.socket], str] = {}
+    try:
+        index = 0
+        while winner is None:
+            now = time.monotonic()
+            if now >= deadline:
+                raise ConnectFailed(
+                    HttpsFailureKind.CONNECT_TIMEOUT, f"no connection to port {port} in time"
+                )
+            if index < len(ordered):
+                task = asyncio.ensure_future(attempt(ordered[index]))
+                tasks[task] = ordered[index]
+                index += 1
+            elif not tasks:
+                raise _summary(errors)
+            wait = deadline - now if index >= len(ordered) else min(ATTEMPT_DELAY, deadline - now)
+            done, _ = await asyncio.wait(
+                tasks, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                address = tasks.pop(task)
+                exc = task.exception()
+                if exc is None and winner is None:
+                    winner = task.result()
+                elif exc is None:
+                    task.result().close()
+                else:
+                    errors.append((address, exc))
+        return winner
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                sock = await task
+                sock.close()

@@ -1,0 +1,436 @@
+"""The drivers: :class:`Resolver` (blocking) and :class:`AsyncResolver` (asyncio).
+
+Both are thin loops around :class:`~mxresolve.ResolutionMachine`: take its
+requests, hand them to the transports, feed the outcomes back with the time.
+What they add is only what needs a process: the transports, a clock, a random
+source, one shared cache, single-flight (concurrent resolutions of one name
+share one lookup) and a memo of finished resolutions, valid until the earliest
+expiry of anything they were built from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random as _random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+
+from ._cache import ResolverCache
+from ._dns_transport import (
+    AsyncDnspythonTransport,
+    AsyncDnsTransport,
+    DnspythonTransport,
+    DnsTransport,
+)
+from ._errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
+from ._events import (
+    NEED_RESULTS,
+    DnsQuery,
+    DnsResult,
+    DnsStatus,
+    HttpsFailure,
+    HttpsFailureKind,
+    HttpsGet,
+    Outcome,
+    Request,
+    Resolution,
+    ResolutionFailure,
+    Target,
+)
+from ._grammar import ServerName
+from ._https_transport import (
+    AsyncH11HttpsTransport,
+    AsyncHttpsTransport,
+    H11HttpsTransport,
+    HttpsTransport,
+)
+from ._machine import ResolutionMachine
+from ._net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp, make_ssl_context
+from ._settings import IpPolicy, Settings
+
+__all__ = ["AsyncResolver", "Resolver"]
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+class _Base:
+    """Configuration and the cached path, shared by both drivers."""
+
+    def __init__(
+        self,
+        *,
+        nameservers: Sequence[str] | None,
+        cafile: str | None,
+        ssl_context: ssl.SSLContext | None,
+        allow_ips: Sequence[str] | None,
+        deny_ips: Sequence[str] | None,
+        settings: Settings | None,
+        cache: ResolverCache | None,
+        request_timeout: float,
+        clock: Callable[[], float],
+        random: Callable[[], float] | None,
+        max_memo: int,
+    ) -> None:
+        settings = settings if settings is not None else Settings()
+        if allow_ips is not None or deny_ips is not None:
+            policy = IpPolicy.from_cidrs(
+                allow_ips or (), deny_ips or (), refuse_special=settings.ip_policy.refuse_special
+            )
+            settings = dataclasses.replace(settings, ip_policy=policy)
+        if not isinstance(request_timeout, (int, float)) or not request_timeout > 0:
+            raise InvalidSettings(f"request_timeout must be > 0, not {request_timeout!r}")
+        if not isinstance(max_memo, int) or max_memo < 0:
+            raise InvalidSettings(f"max_memo must be an integer >= 0, not {max_memo!r}")
+        self.settings = settings
+        self.cache = cache if cache is not None else ResolverCache()
+        self._nameservers = nameservers
+        self._ssl_context = make_ssl_context(cafile, ssl_context)
+        self._request_timeout = float(request_timeout)
+        self._clock = clock
+        self._random = random if random is not None else _random.Random().random
+        self._memo: dict[str, Resolution] = {}
+        self._max_memo = max_memo
+
+    def _cached(self, server_name: str) -> Resolution | None:
+        try:
+            hit = self._memo.get(server_name)
+        except TypeError:  # unhashable: let the slow path reject it properly
+            return None
+        if hit is not None and hit.expires_at > self._clock():
+            return hit
+        return None
+
+    def _remember(self, result: Resolution | ResolutionFailure) -> Resolution:
+        if isinstance(result, ResolutionFailure):
+            raise ResolutionError(result)
+        if self._max_memo and result.expires_at > self._clock():
+            if len(self._memo) >= self._max_memo:
+                self._memo.pop(next(iter(self._memo)))  # oldest first: dicts keep order
+            self._memo[result.server_name] = result
+        return result
+
+    def _machine(self, server_name: str | ServerName) -> ResolutionMachine:
+        return ResolutionMachine(
+            server_name,
+            now=self._clock(),
+            random=self._random,
+            cache=self.cache,
+            settings=self.settings,
+        )
+
+    def _timeout(self, deadline: float) -> float:
+        return max(min(self._request_timeout, deadline - time.monotonic()), 0.001)
+
+    def forget(self) -> None:
+        """Drop every cached answer (well-known, DNS and finished resolutions)."""
+        self.cache.clear()
+        self._memo.clear()
+
+
+def _transport_failure(request: Request, exc: Exception) -> Outcome:
+    # A transport that raises is a bug in it; the resolution still ends cleanly.
+    message = f"the transport raised {type(exc).__name__}: {exc}"[:300]
+    if isinstance(request, DnsQuery):
+        return DnsResult(status=DnsStatus.SERVFAIL, message=message)
+    return HttpsFailure(kind=HttpsFailureKind.PROTOCOL_ERROR, message=message)
+
+
+class Resolver(_Base):
+    """Resolves Matrix server names, blocking. Safe to share between threads.
+
+    Args:
+        nameservers: ``["IP[:PORT]", ...]`` for every DNS query (SRV, AAAA, A,
+            and the well-known host's); default: the system's.
+        cafile: PEM file of CAs for every TLS connection; default: certifi's.
+        ssl_context: a ready ``SSLContext`` instead of ``cafile``.
+        allow_ips / deny_ips: CIDR lists for the IP policy (loopback, private
+            and other special addresses are refused unless allowed).
+        settings: cache periods, limits and interpretations.
+        cache: a :class:`ResolverCache` to share; a new one by default.
+        request_timeout: the limit for each DNS query and HTTPS request (s).
+        dns, https: transports replacing the dnspython and h11 defaults.
+        clock: POSIX time source (``time.time``); random: floats in [0, 1).
+        max_memo: finished resolutions kept for the cached path.
+    """
+
+    def __init__(
+        self,
+        *,
+        nameservers: Sequence[str] | None = None,
+        cafile: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_ips: Sequence[str] | None = None,
+        deny_ips: Sequence[str] | None = None,
+        settings: Settings | None = None,
+        cache: ResolverCache | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        dns: DnsTransport | None = None,
+        https: HttpsTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] | None = None,
+        max_memo: int = 100_000,
+    ) -> None:
+        super().__init__(
+            nameservers=nameservers,
+            cafile=cafile,
+            ssl_context=ssl_context,
+            allow_ips=allow_ips,
+            deny_ips=deny_ips,
+            settings=settings,
+            cache=cache,
+            request_timeout=request_timeout,
+            clock=clock,
+            random=random,
+            max_memo=max_memo,
+        )
+        self._dns: DnsTransport = dns if dns is not None else DnspythonTransport(nameservers)
+        self._https: HttpsTransport = (
+            https
+            if https is not None
+            else H11HttpsTransport(
+                self._dns, ssl_context=self._ssl_context, ip_policy=self.settings.ip_policy
+            )
+        )
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Future[Resolution | ResolutionFailure]] = {}
+
+    def resolve(self, server_name: str) -> Resolution:
+        """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be.
+
+        Raises :class:`InvalidServerName` for a name that does not parse.
+        """
+        hit = self._cached(server_name)
+        if hit is not None:
+            return hit
+        return self._remember(self.resolve_result(server_name))
+
+    def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
+        """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
+        with self._lock:
+            future = self._inflight.get(server_name)
+            leader = future is None
+            if future is None:
+                future = self._inflight[server_name] = Future()
+        if not leader:
+            return future.result()
+        try:
+            result = self._run(server_name)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                self._inflight.pop(server_name, None)
+
+    def _run(self, server_name: str) -> Resolution | ResolutionFailure:
+        deadline = time.monotonic() + self.settings.deadline
+        with self._lock:
+            machine = self._machine(server_name)
+        while True:
+            with self._lock:
+                event = machine.next_event()
+            if isinstance(event, (Resolution, ResolutionFailure)):
+                return event
+            if event is NEED_RESULTS:
+                raise LocalProtocolError("the sync driver answers every request at once")
+            assert isinstance(event, (DnsQuery, HttpsGet))
+            outcome = self._perform(event, deadline)
+            with self._lock:
+                machine.receive(event, outcome, now=self._clock())
+
+    def _perform(self, request: Request, deadline: float) -> Outcome:
+        try:
+            if isinstance(request, DnsQuery):
+                return self._dns.query(request, self._timeout(deadline))
+            return self._https.fetch(request, self._timeout(deadline))
+        except Exception as exc:
+            return _transport_failure(request, exc)
+
+    def connect(
+        self, target: str | Resolution, *, timeout: float = DEFAULT_CONNECT_TIMEOUT
+    ) -> tuple[ssl.SSLSocket, Target]:
+        """Open a verified TLS connection to the first target that accepts one.
+
+        Targets are tried in order; each one's addresses are raced (Happy
+        Eyeballs). The certificate is verified for ``tls_server_name`` and SNI
+        is sent unless that is an IP address. Raises :class:`ConnectError`.
+        """
+        resolution = target if isinstance(target, Resolution) else self.resolve(target)
+        attempts: list[tuple[Target, str]] = []
+        for candidate in resolution.targets:
+            deadline = time.monotonic() + timeout
+            try:
+                raw = connect_tcp(candidate.addresses, candidate.port, deadline)
+            except ConnectFailed as exc:
+                attempts.append((candidate, f"{exc.kind.value}: {exc.message}"))
+                continue
+            try:
+                raw.settimeout(max(deadline - time.monotonic(), 0.001))
+                tls = self._ssl_context.wrap_socket(raw, server_hostname=candidate.tls_server_name)
+            except (OSError, ssl.SSLError) as exc:
+                raw.close()
+                kind = classify_error(exc, connecting=True)
+                attempts.append((candidate, f"{kind.value}: {exc}"))
+                continue
+            tls.settimeout(None)
+            return tls, candidate
+        raise ConnectError(resolution, attempts)
+
+
+class AsyncResolver(_Base):
+    """Resolves Matrix server names on asyncio. Use from one event loop.
+
+    Takes the same arguments as :class:`Resolver` (with asyncio transports).
+    Requests a step needs at once (AAAA and A, several SRV targets) run
+    concurrently.
+    """
+
+    def __init__(
+        self,
+        *,
+        nameservers: Sequence[str] | None = None,
+        cafile: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        allow_ips: Sequence[str] | None = None,
+        deny_ips: Sequence[str] | None = None,
+        settings: Settings | None = None,
+        cache: ResolverCache | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        dns: AsyncDnsTransport | None = None,
+        https: AsyncHttpsTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] | None = None,
+        max_memo: int = 100_000,
+    ) -> None:
+        super().__init__(
+            nameservers=nameservers,
+            cafile=cafile,
+            ssl_context=ssl_context,
+            allow_ips=allow_ips,
+            deny_ips=deny_ips,
+            settings=settings,
+            cache=cache,
+            request_timeout=request_timeout,
+            clock=clock,
+            random=random,
+            max_memo=max_memo,
+        )
+        self._dns: AsyncDnsTransport = (
+            dns if dns is not None else AsyncDnspythonTransport(nameservers)
+        )
+        self._https: AsyncHttpsTransport = (
+            https
+            if https is not None
+            else AsyncH11HttpsTransport(
+                self._dns, ssl_context=self._ssl_context, ip_policy=self.settings.ip_policy
+            )
+        )
+        self._inflight: dict[str, asyncio.Future[Resolution | ResolutionFailure]] = {}
+
+    async def resolve(self, server_name: str) -> Resolution:
+        """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be."""
+        hit = self._cached(server_name)
+        if hit is not None:
+            return hit
+        return self._remember(await self.resolve_result(server_name))
+
+    async def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
+        """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
+        future = self._inflight.get(server_name) if isinstance(server_name, str) else None
+        if future is not None:
+            return await asyncio.shield(future)
+        machine = self._machine(server_name)  # raises InvalidServerName before any I/O
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[server_name] = future
+        try:
+            result = await self._run(machine)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning if unshared
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            self._inflight.pop(server_name, None)
+
+    async def _run(self, machine: ResolutionMachine) -> Resolution | ResolutionFailure:
+        deadline = time.monotonic() + self.settings.deadline
+        running: dict[asyncio.Task[Outcome], Request] = {}
+        try:
+            while True:
+                event = machine.next_event()
+                if isinstance(event, (DnsQuery, HttpsGet)):
+                    running[asyncio.ensure_future(self._perform(event, deadline))] = event
+                    continue
+                if isinstance(event, (Resolution, ResolutionFailure)):
+                    return event
+                # NEED_RESULTS: transports honour their own timeouts; the +1 s is a backstop.
+                done, _ = await asyncio.wait(
+                    running,
+                    timeout=max(deadline - time.monotonic(), 0) + 1.0,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    for task, request in list(running.items()):
+                        task.cancel()
+                        del running[task]
+                        machine.receive(request, _timed_out(request), now=self._clock())
+                for task in done:
+                    machine.receive(running.pop(task), task.result(), now=self._clock())
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _perform(self, request: Request, deadline: float) -> Outcome:
+        try:
+            if isinstance(request, DnsQuery):
+                return await self._dns.query(request, self._timeout(deadline))
+            return await self._https.fetch(request, self._timeout(deadline))
+        except Exception as exc:
+            return _transport_failure(request, exc)
+
+    async def connect(
+        self, target: str | Resolution, *, timeout: float = DEFAULT_CONNECT_TIMEOUT
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Target]:
+        """The asyncio form of :meth:`Resolver.connect`: (reader, writer, target)."""
+        resolution = target if isinstance(target, Resolution) else await self.resolve(target)
+        attempts: list[tuple[Target, str]] = []
+        for candidate in resolution.targets:
+            deadline = time.monotonic() + timeout
+            try:
+                raw = await async_connect_tcp(candidate.addresses, candidate.port, deadline)
+            except ConnectFailed as exc:
+                attempts.append((candidate, f"{exc.kind.value}: {exc.message}"))
+                continue
+            try:
+                reader, writer = await asyncio.open_connection(
+                    sock=raw,
+                    ssl=self._ssl_context,
+                    server_hostname=candidate.tls_server_name,
+                    ssl_handshake_timeout=max(deadline - time.monotonic(), 0.001),
+                )
+            except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+                with contextlib.suppress(OSError):
+                    raw.close()
+                kind = classify_error(exc, connecting=True)
+                attempts.append((candidate, f"{kind.value}: {exc}"))
+                continue
+            return reader, writer, candidate
+        raise ConnectError(resolution, attempts)
+
+
+def _timed_out(request: Request) -> Outcome:
+    if isinstance(request, DnsQuery):
+        return DnsResult(status=DnsStatus.TIMEOUT, message="no answer before the deadline")
+    return HttpsFailure(kind=HttpsFailureKind.READ_TIMEOUT, message="no answer before the deadline")
