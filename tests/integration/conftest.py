@@ -1,0 +1,63 @@
+"""Fixtures for integration tests against the loopback world (Knot DNS + nginx + black hole).
+
+``loopback_world`` starts one world per session. Without knotd/nginx (or root for :443) the
+tests using it are skipped, unless MXRESOLVE_REQUIRE_INTEGRATION=1, which turns that into a
+failure. A test that takes a ``loopback_scenario`` argument runs once per catalogue scenario.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from .world import SCENARIOS, LoopbackWorld, Scenario, WorldError, missing_prerequisites
+
+REQUIRE_ENV = "MXRESOLVE_REQUIRE_INTEGRATION"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Harmless if pyproject.toml registers the marker too.
+    config.addinivalue_line(
+        "markers", "integration: runs against real servers on loopback (Knot DNS, nginx)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "loopback_scenario" in metafunc.fixturenames:
+        metafunc.parametrize("loopback_scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+
+
+def integration_required() -> bool:
+    return os.environ.get(REQUIRE_ENV) == "1"
+
+
+@pytest.fixture(scope="session")
+def loopback_world() -> Iterator[LoopbackWorld]:
+    missing = missing_prerequisites()
+    if missing:
+        reason = "loopback world unavailable: " + "; ".join(missing)
+        if integration_required():
+            pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+    world = LoopbackWorld()
+    try:
+        world.start()
+    except WorldError as exc:
+        # Installed but broken is always a failure, never a skip.
+        pytest.fail(f"loopback world failed to start: {exc}", pytrace=False)
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+@pytest.fixture
+def world_scenario(loopback_world: LoopbackWorld) -> Callable[[str], Scenario]:
+    """Look-up function: ``world_scenario("wk-port")`` -> Scenario."""
+
+    def lookup(name: str) -> Scenario:
+        return loopback_world.scenario(name)
+
+    return lookup
