@@ -73,6 +73,8 @@ class Http1Exchange:
                         kind=HttpsFailureKind.CONNECTION_RESET, message="connection closed"
                     )
         except h11.RemoteProtocolError as exc:
+            if data == b"":  # the peer closed mid-response
+                return HttpsFailure(kind=HttpsFailureKind.CONNECTION_RESET, message=str(exc))
             if "buffer" in str(exc).lower():
                 return HttpsFailure(
                     kind=HttpsFailureKind.HEADERS_TOO_LARGE,

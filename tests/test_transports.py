@@ -1,0 +1,291 @@
+"""The transports against misbehaving peers on loopback.
+
+Each peer here is a small real server on 127.0.0.1 that breaks the protocol
+in one way (garbage instead of HTTP, a head that never ends, a body cut short,
+junk instead of a DNS reply). Whatever they do, the transports must return one
+of our typed outcomes, in bounded time, and never raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+import trustme
+
+from mxresolve import (
+    AsyncDnspythonTransport,
+    AsyncH11HttpsTransport,
+    DnspythonTransport,
+    DnsQuery,
+    DnsStatus,
+    H11HttpsTransport,
+    HttpsFailure,
+    HttpsFailureKind,
+    HttpsGet,
+    HttpsResponse,
+    InvalidSettings,
+    IpPolicy,
+    RecordType,
+)
+from mxresolve._dns_transport import parse_nameserver
+
+LOOPBACK = IpPolicy.from_cidrs(["127.0.0.0/8"])
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _serve_tls(ca: trustme.CA, respond: Callable[[ssl.SSLSocket], None]) -> Iterator[int]:
+    """A one-connection-at-a-time TLS server on 127.0.0.1; yields its port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.settimeout(2)
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(65536)  # the request
+                    respond(tls)
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+def _fetch(ca: trustme.CA, port: int, *, max_body: int = 51200) -> HttpsResponse | HttpsFailure:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    transport = H11HttpsTransport(
+        DnspythonTransport(["127.0.0.1:9"]),
+        ssl_context=context,
+        ip_policy=LOOPBACK,
+        max_header_bytes=4096,
+    )
+    request = HttpsGet(
+        url=f"https://127.0.0.1:{port}/.well-known/matrix/server",
+        host="127.0.0.1",
+        port=port,
+        target="/.well-known/matrix/server",
+        host_header=f"127.0.0.1:{port}",
+        max_body_bytes=max_body,
+    )
+    return transport.fetch(request, timeout=3.0)
+
+
+CASES: dict[str, tuple[bytes, HttpsFailureKind | int]] = {
+    "garbage instead of HTTP": (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", HttpsFailureKind.PROTOCOL_ERROR),
+    "a head that never ends": (
+        b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"a" * 8000,
+        HttpsFailureKind.HEADERS_TOO_LARGE,
+    ),
+    "a body cut short": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+        HttpsFailureKind.CONNECTION_RESET,
+    ),
+    "a Content-Length over the limit": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 999999\r\n\r\n{}",
+        HttpsFailureKind.BODY_TOO_LARGE,
+    ),
+    "a chunked body over the limit": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + (b"400\r\n" + b"x" * 1024 + b"\r\n") * 60
+        + b"0\r\n\r\n",
+        HttpsFailureKind.BODY_TOO_LARGE,
+    ),
+    "a bad chunk size": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        HttpsFailureKind.PROTOCOL_ERROR,
+    ),
+    "a well-formed 200": (
+        b'HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\n{"m.server": "a.org:1"}\n',
+        200,
+    ),
+    "an interim 100 before the answer": (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        404,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_https_transport_maps_every_misbehaviour(ca: trustme.CA, case: str) -> None:
+    payload, expected = CASES[case]
+
+    def respond(tls: ssl.SSLSocket) -> None:
+        tls.sendall(payload)
+
+    with contextlib.contextmanager(_serve_tls)(ca, respond) as port:
+        outcome = _fetch(ca, port)
+    if isinstance(expected, int):
+        assert isinstance(outcome, HttpsResponse), outcome
+        assert outcome.status == expected
+    else:
+        assert isinstance(outcome, HttpsFailure), outcome
+        assert outcome.kind is expected, outcome
+
+
+def test_https_transport_reports_an_untrusted_certificate(ca: trustme.CA) -> None:
+    other = trustme.CA()
+
+    def respond(tls: ssl.SSLSocket) -> None:
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    with contextlib.contextmanager(_serve_tls)(other, respond) as port:
+        outcome = _fetch(ca, port)
+    assert isinstance(outcome, HttpsFailure)
+    assert outcome.kind is HttpsFailureKind.CERTIFICATE_INVALID
+
+
+def test_https_transport_reports_a_refused_connection(ca: trustme.CA) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    outcome = _fetch(ca, port)  # nothing listens there any more
+    assert isinstance(outcome, HttpsFailure)
+    assert outcome.kind is HttpsFailureKind.CONNECTION_REFUSED
+
+
+def test_https_transport_refuses_addresses_the_policy_refuses(ca: trustme.CA) -> None:
+    context = ssl.create_default_context()
+    transport = H11HttpsTransport(
+        DnspythonTransport(["127.0.0.1:9"]), ssl_context=context, ip_policy=IpPolicy()
+    )
+    request = HttpsGet(
+        url="https://127.0.0.1/.well-known/matrix/server",
+        host="127.0.0.1",
+        port=443,
+        target="/.well-known/matrix/server",
+        host_header="127.0.0.1",
+        max_body_bytes=100,
+    )
+    outcome = transport.fetch(request, timeout=1.0)
+    assert isinstance(outcome, HttpsFailure)
+    assert outcome.kind is HttpsFailureKind.ADDRESS_REFUSED
+    assert "loopback" in outcome.message
+
+
+def test_async_https_transport_maps_garbage_too(ca: trustme.CA) -> None:
+    def respond(tls: ssl.SSLSocket) -> None:
+        tls.sendall(b"\x00\x01\x02 not http at all\r\n\r\n")
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+
+    async def run(port: int) -> HttpsResponse | HttpsFailure:
+        transport = AsyncH11HttpsTransport(
+            AsyncDnspythonTransport(["127.0.0.1:9"]), ssl_context=context, ip_policy=LOOPBACK
+        )
+        request = HttpsGet(
+            url=f"https://127.0.0.1:{port}/",
+            host="127.0.0.1",
+            port=port,
+            target="/",
+            host_header="127.0.0.1",
+            max_body_bytes=100,
+        )
+        return await transport.fetch(request, timeout=3.0)
+
+    with contextlib.contextmanager(_serve_tls)(ca, respond) as port:
+        outcome = asyncio.run(run(port))
+    assert isinstance(outcome, HttpsFailure)
+    assert outcome.kind is HttpsFailureKind.PROTOCOL_ERROR
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _udp_server(reply: Callable[[bytes], bytes | None]) -> Iterator[int]:
+    """A UDP 'nameserver' on 127.0.0.1 that answers each query with reply(query)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            answer = reply(data)
+            if answer is not None:
+                sock.sendto(answer, peer)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+
+
+QUERY = DnsQuery(qname="example.org.", rdtype=RecordType.A)
+
+
+@pytest.mark.parametrize(
+    ("name", "reply"),
+    [
+        ("random bytes", lambda q: b"\xde\xad\xbe\xef" * 8),
+        ("a truncated header", lambda q: q[:5]),
+        ("the query echoed back", lambda q: q),
+        ("nothing at all", lambda q: None),
+    ],
+)
+def test_dns_transport_never_raises_on_junk(
+    name: str, reply: Callable[[bytes], bytes | None]
+) -> None:
+    with _udp_server(reply) as port:
+        result = DnspythonTransport([f"127.0.0.1:{port}"]).query(QUERY, timeout=0.5)
+
+        async def run() -> DnsStatus:
+            transport = AsyncDnspythonTransport([f"127.0.0.1:{port}"])
+            return (await transport.query(QUERY, timeout=0.5)).status
+
+        async_status = asyncio.run(run())
+    assert result.status.is_failure, (name, result)
+    assert async_status.is_failure, (name, async_status)
+    assert not result.records
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("::1", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+    ],
+)
+def test_nameserver_parsing(text: str, expected: tuple[str, int]) -> None:
+    assert parse_nameserver(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "localhost", "127.0.0.1:0", "127.0.0.1:x", "[::1", "1.2.3"])
+def test_bad_nameservers_are_typed_errors(text: str) -> None:
+    with pytest.raises(InvalidSettings, match="nameserver"):
+        parse_nameserver(text)
