@@ -32,7 +32,13 @@ from enum import Enum
 
 from ._errors import InvalidServerName
 
-__all__ = ["HostKind", "ServerName", "parse_server_name", "server_name_advisories"]
+__all__ = [
+    "HostKind",
+    "ServerName",
+    "canonical_ip",
+    "parse_server_name",
+    "server_name_advisories",
+]
 
 DEFAULT_PORT = 8448
 """The port used when neither the server name nor SRV gives one (IANA: matrix-fed)."""
@@ -92,7 +98,7 @@ class ServerName:
         if self.kind is HostKind.DNS:
             name = self.hostname[:-1] if self.hostname.endswith(".") else self.hostname
             return name.lower()
-        return str(ipaddress.ip_address(self.hostname.strip("[]")))
+        return canonical_ip(self.hostname.strip("[]"))
 
     @property
     def fqdn(self) -> str:
@@ -100,6 +106,18 @@ class ServerName:
         if self.kind is not HostKind.DNS:
             raise ValueError(f"{self.text!r} is an IP literal, not a DNS name")
         return self.host + "."
+
+
+def canonical_ip(text: str) -> str:
+    """RFC 5952 text form: compressed, lower-case, IPv4-mapped as ``::ffff:a.b.c.d``.
+
+    Spelled out because ``ipaddress`` prints IPv4-mapped addresses differently
+    before and after Python 3.13.
+    """
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return str(ip)
 
 
 def parse_server_name(text: object) -> ServerName:

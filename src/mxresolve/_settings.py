@@ -89,8 +89,9 @@ class IpPolicy:
             return None
         if any(ip in net for net in self.deny):
             return f"{ip} is in a denied range"
-        if self.refuse_special and not ip.is_global:
-            return f"{ip} is a {_special_kind(ip)} address"
+        # is_global alone lets multicast through (it is "global" to Python).
+        if self.refuse_special and (not ip.is_global or ip.is_multicast):
+            return f"{ip} is not a public address ({_special_kind(ip)})"
         return None
 
 
