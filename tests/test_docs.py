@@ -1,0 +1,71 @@
+"""The generated parts of docs/ match the code and the vectors."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("generate", ROOT / "docs/tools/generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_docs_are_up_to_date(capsys: pytest.CaptureFixture[str]) -> None:
+    status = _generator().main(["--check"])
+    assert status == 0, capsys.readouterr().out
+
+
+def test_the_state_diagram_names_every_step() -> None:
+    from mxresolve import Step
+
+    text = (ROOT / "docs/state-machine.md").read_text("utf-8")
+    for step in Step:
+        assert f'"{step.value}: ' in text
+
+
+def test_every_interpretation_is_pinned_by_a_vector() -> None:
+    text = (ROOT / "docs/interpretations.md").read_text("utf-8")
+    assert "### I-01" in text
+    unpinned = [line for line in text.splitlines() if line.startswith("Pinned by: (no vector yet)")]
+    # Each decision needs at least one vector; the list names none missing.
+    assert not unpinned, f"{len(unpinned)} interpretations have no vector"
+
+
+def test_tests_named_as_pins_exist() -> None:
+    text = (ROOT / "docs/interpretations.md").read_text("utf-8")
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert named
+    for path, function in named:
+        source = (ROOT / path).read_text("utf-8")
+        assert f"def {function}(" in source, f"{path}::{function} does not exist"
+
+
+def test_every_decision_is_pinned() -> None:
+    text = (ROOT / "docs/interpretations.md").read_text("utf-8")
+    sections = re.split(r"^### ", text, flags=re.M)[1:]
+    for section in sections:
+        assert "Pinned by" in section, section.splitlines()[0]
+
+
+def test_the_readme_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert "pip install . && mxresolve vectors run" in readme
+    assert "pip install nox && nox" in readme
+    ci = (ROOT / ".ci/run").read_text("utf-8")
+    assert "pip install nox && nox" in ci
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
