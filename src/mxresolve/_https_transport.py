@@ -45,12 +45,13 @@ class AsyncHttpsTransport(Protocol):
     async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure: ...
 
 
-def _is_ip(host: str) -> bool:
+def _literal(host: str, policy: IpPolicy) -> list[str] | HttpsFailure | None:
+    """For an IP-literal host: itself (if the policy allows it); ``None`` for a name."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
+    return _allowed(host, [DnsResult(status=DnsStatus.NOERROR, records=(host,))], policy)
 
 
 def _queries(host: str) -> list[DnsQuery]:
@@ -92,13 +93,8 @@ class H11HttpsTransport:
 
     def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
         deadline = time.monotonic() + timeout
-        if _is_ip(request.host):
-            addresses: list[str] | HttpsFailure = _allowed(
-                request.host,
-                [DnsResult(status=DnsStatus.NOERROR, records=(request.host,))],
-                self._policy,
-            )
-        else:
+        addresses = _literal(request.host, self._policy)
+        if addresses is None:
             results = [
                 self._dns.query(q, max(deadline - time.monotonic(), 0.001))
                 for q in _queries(request.host)
@@ -159,13 +155,8 @@ class AsyncH11HttpsTransport:
             return HttpsFailure(kind=HttpsFailureKind.READ_TIMEOUT, message="no response in time")
 
     async def _fetch(self, request: HttpsGet, deadline: float) -> HttpsResponse | HttpsFailure:
-        if _is_ip(request.host):
-            addresses: list[str] | HttpsFailure = _allowed(
-                request.host,
-                [DnsResult(status=DnsStatus.NOERROR, records=(request.host,))],
-                self._policy,
-            )
-        else:
+        addresses = _literal(request.host, self._policy)
+        if addresses is None:
             remaining = max(deadline - time.monotonic(), 0.001)
             results = await asyncio.gather(
                 *(self._dns.query(q, remaining) for q in _queries(request.host))
