@@ -1,23 +1,467 @@
-"""Check the vector files: they load, and ids are unique (the loader enforces both)."""
+"""Check the spec-vector files: schema, suite rules, spec quotes and world consistency.
+
+Usage, from the repository root::
+
+    python spec-vectors/tools/check.py [PATH ...]
+
+PATH is a vector file or a folder of them (default: spec-vectors/vectors).
+Each problem is printed as ``FILE: VECTOR-ID: MESSAGE`` (``FILE: MESSAGE``
+when no single vector is at fault), then one summary line; the exit status is
+0 when there are no problems and 1 otherwise. Needs only the standard
+library, so it runs before anything is installed. What is checked is listed
+in spec-vectors/README.md ("Checking vector files").
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib.util
+import ipaddress
+import json
+import re
 import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from mxresolve._vectors import VectorFormatError, load_vectors
+TOOLS = Path(__file__).resolve().parent
+SUITE = TOOLS.parent
+ROOT = SUITE.parent
+SCHEMA = SUITE / "schema" / "vectors.v1.schema.json"
+SNAPSHOTS = TOOLS / "spec-snapshots"
 
-HERE = Path(__file__).resolve().parent.parent
+
+def _load_schema_module() -> ModuleType:
+    # tools/ is not a package, and this file also runs as a script: load by path.
+    name = "_spec_vectors_schema"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, TOOLS / "_schema.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
 
 
-def main() -> int:
+_schema = _load_schema_module()
+
+Location = tuple[str | int, ...]
+
+_FORBIDDEN_WORDS = re.compile(r"\bshould\b|\btest\s+that\b", re.IGNORECASE)
+_SHORTCODE = re.compile(r"\{\{[%<].*?[%>]\}\}", re.DOTALL)
+_SPACE = re.compile(r"\s+")
+_IPV4_TOKEN = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
+_TOKEN_SPLIT = re.compile(r"[\s\"'\[\]{}(),;=/]+")
+_DOC_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    vector: str | None  # None: the file as a whole
+    message: str
+
+    def __str__(self) -> str:
+        if self.vector is None:
+            return f"{self.file}: {self.message}"
+        return f"{self.file}: {self.vector}: {self.message}"
+
+
+@dataclass(slots=True)
+class Report:
+    files: int = 0
+    vectors: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"check: {self.vectors} vectors in {self.files} files, {len(self.problems)} problems"
+
+
+# --- reading JSON ---------------------------------------------------------------------
+
+
+class JsonError(ValueError):
+    """A file that is not UTF-8 JSON."""
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers which keys it saw more than once."""
+
+    duplicates: list[str]
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    obj.duplicates = []
+    for key, value in pairs:
+        if key in obj and key not in obj.duplicates:
+            obj.duplicates.append(key)
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not.
+    raise JsonError(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse strict JSON from UTF-8 bytes; objects keep a record of duplicate keys."""
     try:
-        vectors = load_vectors([HERE / "vectors"])
-    except VectorFormatError as exc:
-        print(f"check: {exc}", file=sys.stderr)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonError(f"not valid UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise JsonError("starts with a byte-order mark")
+    try:
+        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise JsonError(f"not valid JSON: {exc}") from None
+
+
+def duplicate_keys(value: Any, at: Location = ()) -> Iterator[tuple[Location, str]]:
+    """Where ``value`` (from :func:`parse_json`) has an object with a repeated key."""
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            yield at, key
+        for key, item in value.items():
+            yield from duplicate_keys(item, (*at, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from duplicate_keys(item, (*at, index))
+
+
+# --- spec text ------------------------------------------------------------------------
+
+
+def normalise(text: str) -> str:
+    """Drop Hugo shortcodes (``{{% added-in v="1.8" %}}``) and collapse whitespace."""
+    return _SPACE.sub(" ", _SHORTCODE.sub(" ", text)).strip()
+
+
+def quote_found(quote: str, normalised_spec: str) -> bool:
+    """Is ``quote`` in the (normalised) spec text, starting and ending on word boundaries?"""
+    wanted = normalise(quote)
+    if not wanted:
+        return False
+    start = normalised_spec.find(wanted)
+    while start != -1:
+        end = start + len(wanted)
+        # A quote that cuts a word in two ("f the hostname") is not a quote.
+        cut_start = wanted[0].isalnum() and start > 0 and normalised_spec[start - 1].isalnum()
+        cut_end = (
+            wanted[-1].isalnum() and end < len(normalised_spec) and normalised_spec[end].isalnum()
+        )
+        if not cut_start and not cut_end:
+            return True
+        start = normalised_spec.find(wanted, start + 1)
+    return False
+
+
+def interpretation_ids(docs: Path) -> tuple[str, set[str]] | None:
+    """The I-NN ids headed in docs/interpretations.md, or None if it does not exist."""
+    document = docs / "interpretations.md"
+    if not document.is_file():
+        return None
+    text = document.read_text("utf-8")
+    ids = re.findall(r"^#{2,4}\s+(I-[0-9]{2})\b", text, flags=re.MULTILINE)
+    return f"{docs.name}/{document.name}", set(ids)
+
+
+# --- helpers on vectors ---------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch, as the harness applies ``world_patch``."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if "%" in candidate:  # zone ids are not part of any literal a vector means
+        return None
+    try:
+        return ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+
+
+def _is_ipv6_literal_server_name(server_name: str) -> bool:
+    match = re.match(r"^\[([^\]]*)\]", server_name)
+    return match is not None and isinstance(_ip(match.group(1)), ipaddress.IPv6Address)
+
+
+def _targets(expect: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for item in expect.get("targets", ()):
+        yield from item.get("any_order", [item])
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _addresses(text: str) -> Iterator[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """IP addresses written anywhere in ``text`` (records, URLs, bodies, server names)."""
+    for token in _IPV4_TOKEN.findall(text):
+        address = _ip(token)
+        if address is not None:
+            yield address
+    for token in {text, *_TOKEN_SPLIT.split(text)}:
+        if ":" in token:
+            address = _ip(token)
+            if isinstance(address, ipaddress.IPv6Address):
+                yield address
+
+
+def _documentation_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _DOC_NETWORKS)
+
+
+# --- the checker ----------------------------------------------------------------------
+
+
+class Checker:
+    """Checks vector files against the schema and the suite rules."""
+
+    def __init__(
+        self,
+        *,
+        schema: Path = SCHEMA,
+        snapshots: Path = SNAPSHOTS,
+        docs: Path = ROOT / "docs",
+        display_root: Path | None = None,
+    ) -> None:
+        document = json.loads(schema.read_text("utf-8"))
+        self.validator = _schema.Validator(document)
+        # world_patch may be any object; what it leaves behind must still be a world.
+        self.world_validator = _schema.Validator(
+            {"$ref": "#/$defs/world", "$defs": document.get("$defs", {})}
+        )
+        self.snapshots = snapshots
+        self.interpretations = interpretation_ids(docs)
+        self.display_root = display_root if display_root is not None else Path.cwd()
+        self._spec_texts: dict[str, str | None] = {}
+        self._ids: dict[str, str] = {}
+
+    def run(self, paths: Iterable[Path]) -> Report:
+        report = Report()
+        files: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(sorted(path.rglob("*.json")))
+            else:
+                files.append(path)
+        for file in files:
+            report.files += 1
+            report.vectors += self.check_file(file, report.problems)
+        return report
+
+    def _display(self, file: Path) -> str:
+        try:
+            return str(file.resolve().relative_to(self.display_root.resolve()))
+        except ValueError:
+            return str(file)
+
+    def check_file(self, file: Path, problems: list[Problem]) -> int:
+        """Add ``file``'s problems to ``problems``; return how many vectors it holds."""
+        name = self._display(file)
+        try:
+            document = parse_json(file.read_bytes())
+        except (OSError, JsonError) as exc:
+            problems.append(Problem(name, None, str(exc)))
+            return 0
+        raw_vectors = document.get("vectors") if isinstance(document, dict) else None
+        vectors = raw_vectors if isinstance(raw_vectors, list) else []
+
+        def label(location: Location) -> str | None:
+            if len(location) >= 2 and location[0] == "vectors" and isinstance(location[1], int):
+                index = location[1]
+                vid = vectors[index].get("id") if isinstance(vectors[index], dict) else None
+                return vid if isinstance(vid, str) else f"vectors[{index}]"
+            return None
+
+        for location, key in duplicate_keys(document):
+            where = _schema.format_path(location)
+            problems.append(Problem(name, label(location), f"{where}: duplicate key {key!r}"))
+        broken: set[int] = set()
+        whole_file = False
+        for error in self.validator.errors(document):
+            problems.append(Problem(name, label(error.location), str(error)))
+            if label(error.location) is None:
+                whole_file = True
+            else:
+                broken.add(int(error.location[1]))
+        if whole_file:
+            return len(vectors)
+        for index, vector in enumerate(vectors):
+            if index not in broken:  # the rules below rely on the schema's shapes
+                for message in self.check_vector(vector, name):
+                    problems.append(Problem(name, vector["id"], message))
+        return len(vectors)
+
+    def check_vector(self, vector: dict[str, Any], file: str) -> Iterator[str]:
+        """The suite rules for one schema-valid vector, as messages."""
+        vid: str = vector["id"]
+        features = set(vector["features"])
+        steps: list[dict[str, Any]] = vector["steps"]
+
+        if vid in self._ids:
+            yield f"id is also used in {self._ids[vid]}"
+        else:
+            self._ids[vid] = file
+
+        if _FORBIDDEN_WORDS.search(vector["description"]):
+            yield "the description says 'should' or 'test that'; state what happens instead"
+
+        yield from self._check_citations(vector["spec"])
+
+        interpretation = vector.get("interpretation")
+        if vector["requirement"] == "INTERPRETATION" and interpretation is None:
+            yield "requirement INTERPRETATION needs an 'interpretation' id"
+        if interpretation is not None:
+            if vector["requirement"] != "INTERPRETATION":
+                yield f"has interpretation {interpretation} but requirement {vector['requirement']}"
+            if self.interpretations is not None and interpretation not in self.interpretations[1]:
+                yield f"interpretation {interpretation} is not in {self.interpretations[0]}"
+
+        # --- declared features match what the vector does ---
+        if vector.get("settings") and "settings" not in features:
+            yield "sets 'settings' but does not declare the feature 'settings'"
+        if len({step.get("at", 0) for step in steps}) > 1 and not features & {
+            "well-known-cache",
+            "dns-cache",
+        }:
+            yield "resolves at different times but declares neither well-known-cache nor dns-cache"
+        ipv6 = any(_is_ipv6_literal_server_name(step["resolve"]) for step in steps) or any(
+            isinstance(_ip(target["host"]), ipaddress.IPv6Address)
+            for step in steps
+            for target in _targets(step["expect"])
+        )
+        if ipv6 and "ipv6" not in features:
+            yield "uses an IPv6 literal but does not declare the feature 'ipv6'"
+        # An IP literal's address is the literal itself; others come from DNS.
+        looked_up = any(
+            "addresses" in target and _ip(target["host"]) is None
+            for step in steps
+            for target in _targets(step["expect"])
+        )
+        if looked_up and "address-level" not in features:
+            yield "expects the addresses of a DNS name but does not declare 'address-level'"
+        legacy_names = [*vector.get("world", {}).get("dns", {})]
+        for step in steps:
+            legacy_names.extend(step.get("world_patch", {}).get("dns", None) or {})
+            legacy_names.extend(r["qname"] for r in step.get("requests", ()) if r["op"] == "dns")
+        if (
+            any(isinstance(n, str) and n.lower().startswith("_matrix._tcp.") for n in legacy_names)
+            and "deprecated-matrix-srv" not in features
+        ):
+            yield "has a _matrix._tcp name but does not declare 'deprecated-matrix-srv'"
+
+        # --- steps and the clock ---
+        names: set[str] = set()
+        last_at = 0.0
+        world: Any = vector.get("world", {})
+        for index, step in enumerate(steps):
+            step_name = str(step.get("name", f"step-{index}"))
+            if step_name in names:
+                yield f"two steps are named {step_name!r}"
+            names.add(step_name)
+            at = step.get("at", 0)
+            if at < last_at:
+                yield f"step {step_name!r}: 'at' goes back from {last_at:g} to {at:g}"
+            last_at = max(last_at, at)
+            if "world_patch" in step:
+                world = merge_patch(world, step["world_patch"])
+                for error in self.world_validator.errors(world):
+                    yield f"step {step_name!r}: the patched world is invalid: {error}"
+            zones = {str(n).lower() for n in (world.get("dns") or {})}
+            for target in _targets(step["expect"]):
+                host = target["host"]
+                if _ip(host) is None and host.lower().rstrip(".") + "." not in zones:
+                    yield f"step {step_name!r}: target host {host!r} is not in world.dns"
+
+        # --- documentation addresses only ---
+        if "ip-policy" not in features:
+            places = [vector.get("world", {})]
+            for step in steps:
+                places += [
+                    step.get("world_patch", {}),
+                    step["resolve"],
+                    step["expect"],
+                    step.get("requests", []),
+                ]
+            seen: set[str] = set()
+            for text in _strings(places):
+                for address in _addresses(text):
+                    if not _documentation_address(address) and str(address) not in seen:
+                        seen.add(str(address))
+                        yield (
+                            f"address {address} is outside the documentation ranges "
+                            "(192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32); "
+                            "other addresses need the feature 'ip-policy'"
+                        )
+
+    def _check_citations(self, spec: dict[str, Any]) -> Iterator[str]:
+        version = spec["cited_version"]
+        text = self._spec_text(version)
+        if text is None:
+            yield f"no pinned spec text for cited_version {version} (tools/spec-snapshots/)"
+            return
+        for index, citation in enumerate(spec["citations"]):
+            if not quote_found(citation["quote"], text):
+                shown = normalise(citation["quote"])
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                yield f"citations[{index}]: quote not found verbatim in spec {version}: {shown!r}"
+
+    def _spec_text(self, version: str) -> str | None:
+        if version not in self._spec_texts:
+            path = self.snapshots / f"{version}.md"
+            self._spec_texts[version] = (
+                normalise(path.read_text("utf-8")) if path.is_file() else None
+            )
+        return self._spec_texts[version]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__.strip())
+        return 0
+    paths = [Path(a) for a in args] or [SUITE / "vectors"]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 1
-    print(f"check: {len(vectors)} vectors load")
-    return 0
+    report = Checker().run(paths)
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    return 1 if report.problems else 0
 
 
 if __name__ == "__main__":
