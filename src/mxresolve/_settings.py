@@ -7,6 +7,7 @@ default, 48 h cap, errors cached at most 1 h) and documented choices elsewhere
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ class IpPolicy:
     def allow_all(cls) -> IpPolicy:
         return cls(refuse_special=False)
 
+    # ipaddress's is_private scans a list per call (5-15 us); policies are frozen
+    # and hashable, and a busy server meets the same addresses again and again.
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - policies live as long as resolvers
     def refusal(self, address: str) -> str | None:
         """Why ``address`` is refused, or ``None`` if it may be used."""
         try:
