@@ -14,8 +14,9 @@ import json
 import string
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mxresolve import (
@@ -140,9 +141,22 @@ def test_cache_headers_never_raise_and_give_a_sane_lifetime(
 
 
 @given(st.text(max_size=200))
+@example("http://evil.example/.well-known/matrix/server")
+@example("HTTP://EVIL.EXAMPLE/")
+@example("//other.example/path")
+@example("ftp://x.example/")
+@example("https://user:pw@x.example/")
+@example("https://[::1]:0/")
+@example("/relative?q=1#frag")
 def test_redirects_are_followed_only_to_https(location: str) -> None:
     current = well_known_request("example.org", 51200)
     hop, error = _attempt(lambda loc: redirect_request(current, loc), location, RedirectRefused)
+    try:
+        scheme = urlsplit(urljoin(current.url, location.strip())).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme != "https":
+        assert error is not None, f"followed a redirect to a {scheme or 'non'}-https URL"
     if error is None:
         assert isinstance(hop, HttpsGet)
         assert hop.url.startswith("https://")
