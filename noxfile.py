@@ -47,3 +47,44 @@ def vectors(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "spec-vectors/tools/check.py")
     session.run("mxresolve", "vectors", "run")
+
+
+@nox.session(default=False)
+def differential(session: nox.Session) -> None:
+    """mxresolve vs. Synapse on every loopback-world scenario; writes docs/differential.md.
+
+    Not part of the default run. Needs knotd, nginx and root (port 443). mxresolve runs in this
+    session's venv; Synapse runs in its own venv (MXRESOLVE_SYNAPSE_VENV, default
+    .venv-synapse), created from benchmarks/peers/requirements-synapse.txt when missing or not
+    at the pinned version. Posargs go to tests/differential/run_synapse.py (e.g. --json).
+    """
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    requirements = Path("benchmarks/peers/requirements-synapse.txt")
+    venv = Path(os.environ.get("MXRESOLVE_SYNAPSE_VENV", ".venv-synapse"))
+    python = venv / "bin" / "python"
+    pin = re.search(r"^matrix-synapse==(\S+)", requirements.read_text("utf-8"), re.M)
+
+    session.install("-e", ".", "dnspython>=2.6", "trustme>=1.1")
+    installed = None
+    if python.exists():
+        probe = "import importlib.metadata as m, synapse; print(m.version('matrix-synapse'))"
+        done = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, timeout=120, check=False
+        )
+        installed = done.stdout.strip() if done.returncode == 0 else None
+    if installed is None or pin is None or installed != pin.group(1):
+        if not python.exists():
+            session.run("python", "-m", "venv", str(venv))
+        session.run(str(python), "-m", "pip", "install", "-r", str(requirements), external=True)
+    session.run(
+        "python",
+        "tests/differential/run_synapse.py",
+        "--synapse-python",
+        str(python),
+        *session.posargs,
+        env={"MXRESOLVE_WORLD_WAIT": os.environ.get("MXRESOLVE_WORLD_WAIT", "600")},
+    )

@@ -1,0 +1,1 @@
+"""Differential run: mxresolve against Synapse's resolver on the loopback world."""
