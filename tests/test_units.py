@@ -460,3 +460,23 @@ def test_vectors_run_fails_on_a_failing_vector(
     assert "FAIL  local::wrong-expectation" in out
     assert main(["vectors", "run", str(tmp_path / "missing.json")]) == 2
     assert main(["vectors", "run", "--explain", "no::such-id"]) == 2
+
+
+# --- the drivers' input checks -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [["example.org"], None, 42, b"example.org", "bad name", ""])
+def test_resolvers_reject_bad_names_with_a_typed_error(bad: object) -> None:
+    import asyncio
+
+    from mxresolve import AsyncResolver, Resolver
+
+    resolver = Resolver(nameservers=["127.0.0.1:9"])
+    with pytest.raises(InvalidServerName):
+        resolver.resolve(bad)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await AsyncResolver(nameservers=["127.0.0.1:9"]).resolve(bad)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidServerName):
+        asyncio.run(run())

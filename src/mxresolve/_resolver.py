@@ -42,7 +42,7 @@ from ._events import (
     ResolutionFailure,
     Target,
 )
-from ._grammar import ServerName
+from ._grammar import ServerName, parse_server_name
 from ._https_transport import (
     AsyncH11HttpsTransport,
     AsyncHttpsTransport,
@@ -212,6 +212,8 @@ class Resolver(_Base):
 
     def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
         """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
+        if not isinstance(server_name, str):
+            parse_server_name(server_name)  # raises InvalidServerName, saying what it got
         with self._lock:
             future = self._inflight.get(server_name)
             leader = future is None
@@ -345,7 +347,9 @@ class AsyncResolver(_Base):
 
     async def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
         """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
-        future = self._inflight.get(server_name) if isinstance(server_name, str) else None
+        if not isinstance(server_name, str):
+            parse_server_name(server_name)  # raises InvalidServerName, saying what it got
+        future = self._inflight.get(server_name)
         if future is not None:
             return await asyncio.shield(future)
         machine = self._machine(server_name)  # raises InvalidServerName before any I/O
