@@ -14,7 +14,7 @@ import contextlib
 import ipaddress
 import ssl
 import time
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from ._dns_transport import AsyncDnsTransport, DnsTransport
 from ._events import (
@@ -34,6 +34,7 @@ from ._settings import IpPolicy
 __all__ = ["AsyncH11HttpsTransport", "AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
 
 MAX_HEADER_BYTES = 16 * 1024
+D = TypeVar("D", DnsTransport, AsyncDnsTransport)
 _READ_CHUNK = 16 * 1024
 
 
@@ -75,21 +76,25 @@ def _allowed(host: str, results: list[DnsResult], policy: IpPolicy) -> list[str]
     return allowed
 
 
-class H11HttpsTransport:
-    """Blocking HTTPS GET (one hop) over h11 and ``ssl``."""
+class _H11Transport(Generic[D]):
+    """What both HTTPS transports hold: a DNS transport, TLS settings, the IP policy."""
 
     def __init__(
         self,
-        dns: DnsTransport,
+        dns: D,
         *,
         ssl_context: ssl.SSLContext,
         ip_policy: IpPolicy,
         max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
-        self._dns = dns
+        self._dns: D = dns
         self._ssl = ssl_context
         self._policy = ip_policy
         self._max_header_bytes = max_header_bytes
+
+
+class H11HttpsTransport(_H11Transport[DnsTransport]):
+    """Blocking HTTPS GET (one hop) over h11 and ``ssl``."""
 
     def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
         deadline = time.monotonic() + timeout
@@ -131,21 +136,8 @@ class H11HttpsTransport:
             raw.close()
 
 
-class AsyncH11HttpsTransport:
+class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
     """The asyncio form of :class:`H11HttpsTransport`."""
-
-    def __init__(
-        self,
-        dns: AsyncDnsTransport,
-        *,
-        ssl_context: ssl.SSLContext,
-        ip_policy: IpPolicy,
-        max_header_bytes: int = MAX_HEADER_BYTES,
-    ) -> None:
-        self._dns = dns
-        self._ssl = ssl_context
-        self._policy = ip_policy
-        self._max_header_bytes = max_header_bytes
 
     async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
         deadline = time.monotonic() + timeout
