@@ -50,6 +50,8 @@ from mxresolve._cli import main
         ("example.org:65536", "out of range 1-65535", 12),
         ("example.org:8a", "'a' is not allowed in the port", 13),
         ("1234:5678::abcd", "must be in brackets", 0),
+        ("::1", "must be in brackets", 0),
+        (":8448", "the hostname is empty", 0),
         ("[1234:5678::abcd", "missing its closing ']'", 16),
         ("[fe80::1%eth0]", "zone index", 8),
         ("[::1]x", "expected ':' and a port", 5),

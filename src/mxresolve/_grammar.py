@@ -193,10 +193,10 @@ def _split_name(text: str) -> tuple[str, int]:
         if ch in _DNS_CHARS:
             continue
         if ch == ":":
-            if i == 0:
-                raise InvalidServerName(text, "the hostname is empty", 0)
             if ":" in text[i + 1 :] and _is_ipv6(text):
                 raise InvalidServerName(text, "an IPv6 literal must be in brackets: [addr]", 0)
+            if i == 0:
+                raise InvalidServerName(text, "the hostname is empty", 0)
             return text[:i], i
         raise InvalidServerName(text, _bad_char_reason(ch), i)
     return text, len(text)
