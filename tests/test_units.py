@@ -482,3 +482,24 @@ def test_resolvers_reject_bad_names_with_a_typed_error(bad: object) -> None:
 
     with pytest.raises(InvalidServerName):
         asyncio.run(run())
+
+
+def test_a_huge_back_off_factor_reaches_the_cap_without_overflowing() -> None:
+    settings = Settings(failure_backoff_factor=1e6)
+    assert failure_lifetime(500, settings) == settings.failure_max_ttl
+
+
+@pytest.mark.parametrize("factor", ["2", None, True, float("nan")])
+def test_a_back_off_factor_of_the_wrong_type_is_invalid_settings(factor: object) -> None:
+    with pytest.raises(InvalidSettings):
+        Settings(failure_backoff_factor=factor)  # type: ignore[arg-type]
+
+
+def test_nothing_is_pending_after_the_deadline_ends_a_resolution() -> None:
+    machine = ResolutionMachine(
+        "example.org:8448", now=0.0, random=random.random, settings=Settings(deadline=1.0)
+    )
+    aaaa = machine.next_event()
+    assert isinstance(aaaa, DnsQuery)
+    machine.receive(aaaa, DnsResult(status=DnsStatus.TIMEOUT), now=2.0)
+    assert machine.pending == ()

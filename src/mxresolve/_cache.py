@@ -11,6 +11,7 @@ Nothing here reads a clock: every method that needs the time takes ``now``.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -184,13 +185,12 @@ class ResolverCache:
 
 def failure_lifetime(failures: int, settings: Settings) -> float:
     """Back-off for the ``failures``-th consecutive failure: initial * factor^(n-1), capped."""
-    exponent = min(max(failures - 1, 0), 64)  # bounded: the cap is reached long before
-    return float(
-        min(
-            settings.failure_initial_ttl * settings.failure_backoff_factor**exponent,
-            settings.failure_max_ttl,
-        )
-    )
+    exponent = min(max(failures - 1, 0), 1024)
+    try:
+        grown = settings.failure_initial_ttl * settings.failure_backoff_factor**exponent
+    except OverflowError:  # a large factor: far past any cap
+        grown = math.inf
+    return float(min(grown, settings.failure_max_ttl))
 
 
 def well_known_lifetime(seconds: float | None, settings: Settings) -> float:

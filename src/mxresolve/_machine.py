@@ -376,6 +376,7 @@ class ResolutionMachine:
 
     def _abandon(self) -> None:
         self._abandoned.update(r for r in self._batch if r not in self._outcomes)
+        self._batch, self._outcomes = (), {}
         self._to_hand_out.clear()
         if self._generator is not None:
             self._generator.close()

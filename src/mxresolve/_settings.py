@@ -191,7 +191,8 @@ class Settings:
             )
         if not 0 < self.failure_initial_ttl <= self.failure_max_ttl:
             raise InvalidSettings("need 0 < failure_initial_ttl <= failure_max_ttl")
-        if not self.failure_backoff_factor >= 1:
+        factor = self.failure_backoff_factor
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor >= 1:
             raise InvalidSettings("failure_backoff_factor must be >= 1 (back-off never shrinks)")
         if self.dns_min_ttl > self.dns_max_ttl:
             raise InvalidSettings("need dns_min_ttl <= dns_max_ttl")
