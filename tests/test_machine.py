@@ -557,6 +557,75 @@ def test_an_abandoned_request_has_a_request_event_but_no_outcome() -> None:
     assert (kinds.count(TraceKind.REQUEST), kinds.count(TraceKind.OUTCOME)) == (2, 1)
 
 
+# --- stale_if_error -----------------------------------------------------------------------
+
+STALE_WORLD: dict[str, Any] = {
+    "dns": WORLD_DNS,
+    "https": {
+        WELL_KNOWN_URL: {
+            "status": 200,
+            "headers": [["Cache-Control", "max-age=600"]],
+            "body": '{"m.server": "delegate.example.net:443"}',
+        }
+    },
+}
+
+
+def resolve_after_outage(
+    outage: dict[str, Any], at: float, settings: Settings | None = None
+) -> tuple[Resolution | ResolutionFailure, ResolverCache]:
+    """Delegate at t=0 (fresh for 600 s), then break the well-known and resolve at ``at``."""
+    cache = ResolverCache()
+    world = FakeWorld(STALE_WORLD, now=0.0)
+    first = world.resolve("example.org", cache=cache, settings=settings)
+    assert isinstance(first, Resolution)
+    assert first.step is Step.DELEGATED_EXPLICIT_PORT
+    world.patch({"https": {WELL_KNOWN_URL: outage}})
+    world.now = at
+    return world.resolve("example.org", cache=cache, settings=settings), cache
+
+
+def test_an_unreachable_well_known_keeps_a_recently_expired_delegation() -> None:
+    result, cache = resolve_after_outage({"failure": "connect_timeout"}, at=700.0)
+    assert isinstance(result, Resolution)
+    assert result.step is Step.DELEGATED_EXPLICIT_PORT
+    assert any(
+        e.kind is TraceKind.WARNING and "keeping the last valid delegation" in e.message
+        for e in result.trace
+    )
+    entry = cache.well_known("example.org")
+    assert entry is not None
+    assert (entry.delegation, entry.failures, entry.unavailable) == (None, 1, True)
+    assert entry.last_good == parse_server_name("delegate.example.net:443")
+    # The stand-in is good only until the failure is retried.
+    assert result.expires_at <= entry.expires_at
+
+
+def test_a_delegation_too_long_expired_is_not_kept() -> None:
+    # It stopped being fresh at 600; stale_if_error allows 3600 s more.
+    result, _ = resolve_after_outage({"failure": "connect_timeout"}, at=4200.0)
+    assert isinstance(result, Resolution)
+    assert result.step is Step.ADDRESS
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [{"status": 404}, {"status": 200, "body": "not json"}, {"status": 302}],
+)
+def test_a_definite_answer_replaces_the_delegation_at_once(outage: dict[str, Any]) -> None:
+    # "Not here" or an invalid file is an answer, not an outage: no stale stand-in.
+    result, _ = resolve_after_outage(outage, at=700.0)
+    assert isinstance(result, Resolution)
+    assert result.step is Step.ADDRESS
+
+
+def test_stale_if_error_zero_disables_the_stand_in() -> None:
+    settings = Settings(stale_if_error=0)
+    result, _ = resolve_after_outage({"failure": "connect_timeout"}, at=700.0, settings=settings)
+    assert isinstance(result, Resolution)
+    assert result.step is Step.ADDRESS
+
+
 # --- Settings ---------------------------------------------------------------------------
 
 

@@ -82,11 +82,11 @@ labels = st.text(LABEL_CHARS, min_size=1, max_size=63)
 
 @st.composite
 def dns_hostnames(draw: st.DrawFn) -> str:
-    name = ".".join(draw(st.lists(labels, min_size=1, max_size=5)))
+    # At most 253 characters (I-07); cutting can leave a dot at the end, not inside.
+    name = ".".join(draw(st.lists(labels, min_size=1, max_size=5)))[:253].rstrip(".")
     # An all-numeric dotted name is an IPv4 literal or nothing (I-03); give it a letter.
     if all(c in "0123456789." for c in name):
-        name = "x" + name[1:] if len(name) > 1 else "x"
-    name = name[:253].rstrip(".")
+        name = "x" + name[1:]
     if draw(st.booleans()):
         name += "."  # the one optional trailing dot (I-05)
     return name
@@ -477,12 +477,16 @@ NAMES = (
 
 
 def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
-    """one_of with rough weights, so most worlds work and every step is reached."""
-    return st.one_of(*(strategy for weight, strategy in choices for _ in range(weight)))
+    """A choice between strategies with rough weights, so most worlds get somewhere.
+
+    (st.one_of(a, a, b) would not do: it picks among distinct strategies evenly.)
+    """
+    indices = [i for i, (weight, _) in enumerate(choices) for _ in range(weight)]
+    return st.sampled_from(indices).flatmap(lambda i: choices[i][1])
 
 
 def sometimes(percent: int) -> st.SearchStrategy[bool]:
-    return st.integers(0, 99).map(lambda n: n < percent)
+    return weighted((percent, st.just(True)), (100 - percent, st.just(False)))
 
 
 def rrsets(records: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -530,15 +534,23 @@ def address_nodes(draw: st.DrawFn) -> dict[str, Any]:
     return node
 
 
-healthy_srv = st.builds(
-    lambda target, port: {
-        "SRV": {"records": [{"priority": 0, "weight": 1, "port": port, "target": target}]}
-    },
-    st.sampled_from([f"{h}." for h in HOSTS]),
-    st.sampled_from([443, 8448]),
-)
+# One to three usable records with distinct targets: more than max_srv_records
+# at times, so that the cut to max_srv_records is exercised.
+healthy_srv = st.lists(
+    st.fixed_dictionaries(
+        {
+            "priority": st.integers(0, 1),
+            "weight": st.integers(0, 5),
+            "port": st.sampled_from([443, 8448]),
+            "target": st.sampled_from([f"{h}." for h in HOSTS]),
+        }
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda r: r["target"],
+).map(lambda records: {"SRV": {"records": records}})
 srv_nodes = weighted(
-    (4, healthy_srv),
+    (6, healthy_srv),
     (4, rrsets(srv_records).map(lambda rrset: {"SRV": rrset})),
     (1, st.sampled_from(DNS_ERRORS).map(lambda e: {"*": {"error": e}})),
 )
@@ -869,6 +881,8 @@ def test_random_world_results_follow_the_spec(scenario: dict[str, Any]) -> None:
             assert result.step not in {Step.IP_LITERAL, Step.EXPLICIT_PORT}
         if isinstance(result, Resolution):
             check_targets(result, name, settings, world, cache)
+            # The answer is good until its stalest input expires, never before now.
+            assert result.expires_at >= world.now
         else:
             assert result.kind is not FailureKind.INVALID_SERVER_NAME
             assert result.kind is not FailureKind.DEADLINE_EXCEEDED  # the clock stood still
