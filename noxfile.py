@@ -88,3 +88,26 @@ def differential(session: nox.Session) -> None:
         *session.posargs,
         env={"MXRESOLVE_WORLD_WAIT": os.environ.get("MXRESOLVE_WORLD_WAIT", "600")},
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: mxresolve vs. Synapse and resolvematrix; the tables of docs/performance.md.
+
+    Not part of the default run. Needs knotd, nginx and root (port 443); takes about 5 minutes.
+    The peer venvs (.venv-synapse, .venv-resolvematrix) are created from
+    benchmarks/peers/requirements-*.txt when missing. Posargs go to benchmarks/bench.py
+    (e.g. --quick, --no-peers, --output PATH).
+    """
+    from pathlib import Path
+
+    session.install("-e", ".", "trustme>=1.1")
+    peers = Path("benchmarks/peers")
+    for venv, requirements in (
+        (".venv-synapse", peers / "requirements-synapse.txt"),
+        (".venv-resolvematrix", peers / "requirements-resolvematrix.txt"),
+    ):
+        if not Path(venv, "bin", "python").exists():
+            session.run("python", "-m", "venv", venv)
+            session.run(f"{venv}/bin/pip", "install", "-r", str(requirements), external=True)
+    session.run("python", "benchmarks/bench.py", *session.posargs)
