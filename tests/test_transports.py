@@ -15,6 +15,8 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 
+import dns.message
+import dns.rrset
 import pytest
 import trustme
 
@@ -217,7 +219,7 @@ def test_async_https_transport_maps_garbage_too(ca: trustme.CA) -> None:
 
 
 @contextlib.contextmanager
-def _udp_server(reply: Callable[[bytes], bytes | None]) -> Iterator[int]:
+def _udp_server(reply: Callable[[bytes], bytes | list[bytes] | None]) -> Iterator[int]:
     """A UDP 'nameserver' on 127.0.0.1 that answers each query with reply(query)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -231,8 +233,8 @@ def _udp_server(reply: Callable[[bytes], bytes | None]) -> Iterator[int]:
             except (TimeoutError, OSError):
                 continue
             answer = reply(data)
-            if answer is not None:
-                sock.sendto(answer, peer)
+            for datagram in [answer] if isinstance(answer, bytes) else answer or []:
+                sock.sendto(datagram, peer)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -289,3 +291,47 @@ def test_nameserver_parsing(text: str, expected: tuple[str, int]) -> None:
 def test_bad_nameservers_are_typed_errors(text: str) -> None:
     with pytest.raises(InvalidSettings, match="nameserver"):
         parse_nameserver(text)
+
+
+def _answer_a(query_wire: bytes, address: str = "192.0.2.7") -> bytes:
+    request = dns.message.from_wire(query_wire)
+    response = dns.message.make_response(request)
+    response.answer.append(dns.rrset.from_text(request.question[0].name, 60, "IN", "A", address))
+    return response.to_wire()
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_a_silent_first_nameserver_is_asked_once_then_the_next(driver: str) -> None:
+    # The fast path asks only the first nameserver; after its silence, dnspython must
+    # start with the others, so a dead first server costs one timeout, not two.
+    silent_heard: list[bytes] = []
+
+    def silent(query_wire: bytes) -> None:
+        silent_heard.append(query_wire)
+
+    with _udp_server(silent) as dead, _udp_server(_answer_a) as alive:
+        servers = [f"127.0.0.1:{dead}", f"127.0.0.1:{alive}"]
+        if driver == "sync":
+            result = DnspythonTransport(servers).query(QUERY, timeout=4.0)
+        else:
+            result = asyncio.run(AsyncDnspythonTransport(servers).query(QUERY, timeout=4.0))
+    assert result.status is DnsStatus.NOERROR, result
+    assert result.records == ("192.0.2.7",)
+    assert len(silent_heard) == 1
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_a_reply_with_another_id_is_ignored(driver: str) -> None:
+    # An off-path forger must guess the ID: a reply with another one is not the answer.
+    def forged_then_real(query_wire: bytes) -> list[bytes]:
+        forged = bytearray(_answer_a(query_wire, "192.0.2.66"))
+        forged[0] ^= 0xFF
+        return [bytes(forged), _answer_a(query_wire)]
+
+    with _udp_server(forged_then_real) as port:
+        servers = [f"127.0.0.1:{port}"]
+        if driver == "sync":
+            result = DnspythonTransport(servers).query(QUERY, timeout=2.0)
+        else:
+            result = asyncio.run(AsyncDnspythonTransport(servers).query(QUERY, timeout=2.0))
+    assert result.records == ("192.0.2.7",)

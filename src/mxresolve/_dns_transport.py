@@ -6,9 +6,14 @@ This is the edge where dnspython's exceptions become our closed set of
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import enum
 import ipaddress
+import socket
+import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -18,8 +23,11 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from ._dns_wire import Question, decode_response, encode_query, is_reply_to
 from ._errors import InvalidSettings
 from ._events import DnsQuery, DnsResult, DnsStatus, RecordType, SrvRecord
+
+_R = TypeVar("_R", bound=dns.resolver.BaseResolver)
 
 __all__ = [
     "AsyncDnsTransport",
@@ -131,8 +139,58 @@ def _failure(exc: BaseException) -> DnsResult:
 _HANDLED = (dns.exception.DNSException, OSError, ValueError)
 
 
+class _Fast(enum.Enum):
+    """What the fast path says when it has no :class:`DnsResult` to give."""
+
+    DECLINED = "declined"  # not a query or reply it vouches for: dnspython decides
+    NO_REPLY = "no reply"  # the first nameserver was silent: dnspython asks the others first
+
+
+def _first_udp_server(resolver: dns.resolver.BaseResolver) -> tuple[str, int] | None:
+    """Where the fast path sends a query: the first nameserver, if it is plain DNS."""
+    servers = resolver.nameservers
+    if not servers:
+        return None
+    first = servers[0]
+    if isinstance(first, dns.nameserver.Do53Nameserver):
+        return first.address, first.port
+    if isinstance(first, str):
+        return first, resolver.port
+    return None
+
+
+def _rotated(resolver: _R) -> _R:
+    """The resolver asked after the fast path's silent server: the same, that server last.
+
+    Without it, a dead first nameserver would cost each query two timeouts (the fast
+    path's, then dnspython's own first try) instead of the one it costs dnspython alone.
+    """
+    servers = list(resolver.nameservers)
+    if len(servers) < 2:
+        return resolver
+    fallback = copy.copy(resolver)
+    fallback.nameservers = servers[1:] + servers[:1]
+    return fallback
+
+
+def _udp_socket(server: tuple[str, int]) -> socket.socket:
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)  # a fresh random source port per query
+    try:
+        sock.setblocking(False)
+        sock.connect(server)  # the kernel drops datagrams from any other address
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class DnspythonTransport:
     """Blocking DNS over dnspython, from the system configuration or ``nameservers``.
+
+    A query first tries a fast path: one UDP exchange with the first nameserver, decoded
+    by :mod:`._dns_wire` without dnspython's message objects. Whatever that path does not
+    vouch for goes to dnspython, which then decides exactly as it would have alone.
 
     Args:
         nameservers: ``["IP[:PORT]", ...]``; every query goes to them. ``None``
@@ -142,13 +200,20 @@ class DnspythonTransport:
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
         self._resolver = dns.resolver.Resolver(configure=nameservers is None)
         _configure(self._resolver, nameservers)
+        self._after_silence = _rotated(self._resolver)
+        self._server = _first_udp_server(self._resolver)
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        deadline = time.monotonic() + timeout
+        fast = self._fast(query, min(timeout, self._resolver.timeout))
+        if isinstance(fast, DnsResult):
+            return fast
+        resolver = self._after_silence if fast is _Fast.NO_REPLY else self._resolver
         try:
-            answer = self._resolver.resolve(
+            answer = resolver.resolve(
                 query.qname,
                 query.rdtype.value,
-                lifetime=max(timeout, 0.001),
+                lifetime=max(deadline - time.monotonic(), 0.001),
                 raise_on_no_answer=False,
                 search=False,
             )
@@ -156,23 +221,93 @@ class DnspythonTransport:
             return _failure(exc)
         return _result(query, answer)
 
+    def _fast(self, query: DnsQuery, wait: float) -> DnsResult | _Fast:
+        question = encode_query(query.qname, query.rdtype)
+        if self._server is None or question is None:
+            return _Fast.DECLINED
+        deadline = time.monotonic() + wait
+        try:
+            with _udp_socket(self._server) as sock:
+                sock.setblocking(True)
+                sock.send(question.wire)
+                while (remaining := deadline - time.monotonic()) > 0:
+                    sock.settimeout(remaining)
+                    wire = sock.recv(65535)
+                    if is_reply_to(wire, question):  # else: late or forged, keep waiting
+                        return decode_response(wire, question) or _Fast.DECLINED
+        except TimeoutError:
+            return _Fast.NO_REPLY
+        except OSError:  # e.g. ICMP port unreachable: dnspython says what it means
+            return _Fast.DECLINED
+        return _Fast.NO_REPLY
+
 
 class AsyncDnspythonTransport:
-    """The asyncio form of :class:`DnspythonTransport`."""
+    """The asyncio form of :class:`DnspythonTransport`, with the same fast path."""
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
         self._resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
         _configure(self._resolver, nameservers)
+        self._after_silence = _rotated(self._resolver)
+        self._server = _first_udp_server(self._resolver)
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        deadline = time.monotonic() + timeout
+        fast = await self._fast(query, min(timeout, self._resolver.timeout))
+        if isinstance(fast, DnsResult):
+            return fast
+        resolver = self._after_silence if fast is _Fast.NO_REPLY else self._resolver
         try:
-            answer = await self._resolver.resolve(
+            answer = await resolver.resolve(
                 query.qname,
                 query.rdtype.value,
-                lifetime=max(timeout, 0.001),
+                lifetime=max(deadline - time.monotonic(), 0.001),
                 raise_on_no_answer=False,
                 search=False,
             )
         except _HANDLED as exc:
             return _failure(exc)
         return _result(query, answer)
+
+    async def _fast(self, query: DnsQuery, wait: float) -> DnsResult | _Fast:
+        # A reader callback on a bare socket: no datagram transport and protocol per query.
+        question = encode_query(query.qname, query.rdtype)
+        if self._server is None or question is None:
+            return _Fast.DECLINED
+        loop = asyncio.get_running_loop()
+        try:
+            sock = _udp_socket(self._server)
+        except OSError:
+            return _Fast.DECLINED
+        done: asyncio.Future[DnsResult | _Fast] = loop.create_future()
+        with sock:
+            try:
+                sock.send(question.wire)
+                loop.add_reader(sock.fileno(), _on_readable, sock, question, done)
+            except (OSError, NotImplementedError):  # NotImplementedError: a proactor loop
+                return _Fast.DECLINED
+            expiry = loop.call_later(wait, _settle, done, _Fast.NO_REPLY)
+            try:
+                return await done
+            finally:
+                expiry.cancel()
+                loop.remove_reader(sock.fileno())
+
+
+def _settle(done: asyncio.Future[DnsResult | _Fast], outcome: DnsResult | _Fast) -> None:
+    if not done.done():
+        done.set_result(outcome)
+
+
+def _on_readable(
+    sock: socket.socket, question: Question, done: asyncio.Future[DnsResult | _Fast]
+) -> None:
+    try:
+        wire = sock.recv(65535)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        _settle(done, _Fast.DECLINED)
+        return
+    if is_reply_to(wire, question):  # anything else is ignored, as a late or forged reply
+        _settle(done, decode_response(wire, question) or _Fast.DECLINED)
