@@ -37,7 +37,7 @@ def _reply(
     rdtype: RecordType,
     answer: Records = (),
     authority: Records = (),
-    rcode: int = dns.rcode.NOERROR,
+    rcode: dns.rcode.Rcode = dns.rcode.NOERROR,
 ) -> tuple[DnsQuery, Question, bytes]:
     query = DnsQuery(qname=qname, rdtype=rdtype)
     question = encode_query(qname, rdtype)
@@ -53,6 +53,7 @@ def _reply(
 
 def _reference(query: DnsQuery, wire: bytes) -> DnsResult:
     response = dns.message.from_wire(wire)
+    assert isinstance(response, dns.message.QueryMessage)
     if response.rcode() == dns.rcode.NXDOMAIN:
         return DnsResult(status=DnsStatus.NXDOMAIN)
     answer = dns.resolver.Answer(
@@ -174,7 +175,7 @@ def test_what_it_cannot_vouch_for_goes_to_dnspython(
 
 
 @pytest.mark.parametrize("rcode", [dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.FORMERR])
-def test_other_rcodes_go_to_dnspython(rcode: int) -> None:
+def test_other_rcodes_go_to_dnspython(rcode: dns.rcode.Rcode) -> None:
     _, question, wire = _reply("a.example.org.", RecordType.A, [], [], rcode)
     assert decode_response(wire, question) is None
 

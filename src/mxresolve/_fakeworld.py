@@ -188,6 +188,24 @@ class FakeWorld:
             self.dns(fqdn, t).status is DnsStatus.NOERROR for t in (RecordType.AAAA, RecordType.A)
         )
 
+    # --- as transports for the drivers ------------------------------------------------
+
+    def clock(self) -> float:
+        """The world's time: pass as ``clock=`` so drivers read the same clock."""
+        return self.now
+
+    def transports(self) -> tuple[_WorldDns, _WorldHttps]:
+        """(dns, https) transports for :class:`Resolver` that answer from this world::
+
+        dns, https = world.transports()
+        resolver = Resolver(dns=dns, https=https, clock=world.clock)
+        """
+        return _WorldDns(self), _WorldHttps(self)
+
+    def async_transports(self) -> tuple[_AsyncWorldDns, _AsyncWorldHttps]:
+        """The same for :class:`AsyncResolver`."""
+        return _AsyncWorldDns(self), _AsyncWorldHttps(self)
+
     # --- driving a resolution ---------------------------------------------------------
 
     def resolve(
@@ -224,6 +242,42 @@ class FakeWorld:
                 assert isinstance(event, (Resolution, ResolutionFailure))
                 return event
         raise RuntimeError(f"the resolution did not end within {_MAX_STEPS} events")
+
+
+class _WorldDns:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+
+    def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        outcome = self.world.answer(query)
+        assert isinstance(outcome, DnsResult)
+        return outcome
+
+
+class _WorldHttps:
+    def __init__(self, world: FakeWorld) -> None:
+        self.world = world
+
+    def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
+        outcome = self.world.answer(request)
+        assert isinstance(outcome, (HttpsResponse, HttpsFailure))
+        return outcome
+
+
+class _AsyncWorldDns:
+    def __init__(self, world: FakeWorld) -> None:
+        self._sync = _WorldDns(world)
+
+    async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        return self._sync.query(query, timeout)
+
+
+class _AsyncWorldHttps:
+    def __init__(self, world: FakeWorld) -> None:
+        self._sync = _WorldHttps(world)
+
+    async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
+        return self._sync.fetch(request, timeout)
 
 
 def _error_result(entry: Any, aliases: list[str]) -> DnsResult:

@@ -106,14 +106,12 @@ class _Base:
             return hit
         return None
 
-    def _remember(self, result: Resolution | ResolutionFailure) -> Resolution:
-        if isinstance(result, ResolutionFailure):
-            raise ResolutionError(result)
-        if self._max_memo and result.expires_at > self._clock():
+    def _remember(self, result: Resolution | ResolutionFailure) -> None:
+        # Only successes: a failure's back-off lives in the cache, so a retry is cheap anyway.
+        if isinstance(result, Resolution) and self._max_memo and result.expires_at > self._clock():
             if len(self._memo) >= self._max_memo:
                 self._memo.pop(next(iter(self._memo)))  # oldest first: dicts keep order
             self._memo[result.server_name] = result
-        return result
 
     def _machine(self, server_name: str | ServerName) -> ResolutionMachine:
         return ResolutionMachine(
@@ -131,6 +129,12 @@ class _Base:
         """Drop every cached answer (well-known, DNS and finished resolutions)."""
         self.cache.clear()
         self._memo.clear()
+
+
+def _success(result: Resolution | ResolutionFailure) -> Resolution:
+    if isinstance(result, ResolutionFailure):
+        raise ResolutionError(result)
+    return result
 
 
 def _transport_failure(request: Request, exc: Exception) -> Outcome:
@@ -205,13 +209,16 @@ class Resolver(_Base):
 
         Raises :class:`InvalidServerName` for a name that does not parse.
         """
-        hit = self._cached(server_name)
+        hit = self._cached(server_name)  # the cached path, inlined: it is the hot one
         if hit is not None:
             return hit
-        return self._remember(self.resolve_result(server_name))
+        return _success(self.resolve_result(server_name))
 
     def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
         """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
+        hit = self._cached(server_name)
+        if hit is not None:
+            return hit
         if not isinstance(server_name, str):
             parse_server_name(server_name)  # raises InvalidServerName, saying what it got
         with self._lock:
@@ -227,6 +234,7 @@ class Resolver(_Base):
             future.set_exception(exc)
             raise
         else:
+            self._remember(result)
             future.set_result(result)
             return result
         finally:
@@ -340,13 +348,16 @@ class AsyncResolver(_Base):
 
     async def resolve(self, server_name: str) -> Resolution:
         """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be."""
-        hit = self._cached(server_name)
+        hit = self._cached(server_name)  # the cached path, inlined: it is the hot one
         if hit is not None:
             return hit
-        return self._remember(await self.resolve_result(server_name))
+        return _success(await self.resolve_result(server_name))
 
     async def resolve_result(self, server_name: str) -> Resolution | ResolutionFailure:
         """Like :meth:`resolve`, but a failure is returned as a value (with its trace)."""
+        hit = self._cached(server_name)
+        if hit is not None:
+            return hit
         if not isinstance(server_name, str):
             parse_server_name(server_name)  # raises InvalidServerName, saying what it got
         future = self._inflight.get(server_name)
@@ -363,6 +374,7 @@ class AsyncResolver(_Base):
                 future.exception()  # retrieved: no "never retrieved" warning if unshared
             raise
         else:
+            self._remember(result)
             future.set_result(result)
             return result
         finally:

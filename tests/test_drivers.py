@@ -1,0 +1,101 @@
+"""The sync and asyncio drivers over FakeWorld's transports: the memo of finished resolutions.
+
+A finished resolution is kept until its inputs expire, and both ``resolve()`` and
+``resolve_result()`` answer from it without running the machine again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+
+from mxresolve import AsyncResolver, FakeWorld, Resolution, ResolutionFailure, Resolver
+
+WORLD = {
+    "dns": {
+        "_matrix-fed._tcp.example.org.": {
+            "SRV": {
+                "records": [
+                    {"priority": 0, "weight": 0, "port": 8448, "target": "fed.example.org."}
+                ],
+                "ttl": 300,
+            }
+        },
+        "fed.example.org.": {"A": {"records": ["198.51.100.7"], "ttl": 300}},
+        "example.org.": {"A": {"records": ["198.51.100.5"], "ttl": 300}},
+    },
+    "https": {"https://example.org/.well-known/matrix/server": {"status": 404}},
+}
+
+Call = Callable[[str], Resolution | ResolutionFailure]
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _drivers(world: FakeWorld, loop: asyncio.AbstractEventLoop) -> dict[str, tuple[Call, Call]]:
+    """For each driver: (resolve, resolve_result) as plain functions."""
+    dns, https = world.transports()
+    sync = Resolver(dns=dns, https=https, clock=world.clock, allow_ips=["198.51.100.0/24"])
+    adns, ahttps = world.async_transports()
+    asy = AsyncResolver(dns=adns, https=ahttps, clock=world.clock, allow_ips=["198.51.100.0/24"])
+
+    def run(make: Callable[[str], Awaitable[Resolution | ResolutionFailure]]) -> Call:
+        return lambda name: loop.run_until_complete(make(name))
+
+    return {
+        "sync": (sync.resolve, sync.resolve_result),
+        "asyncio": (run(asy.resolve), run(asy.resolve_result)),
+    }
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+@pytest.mark.parametrize("first", ["resolve", "resolve_result"])
+@pytest.mark.parametrize("second", ["resolve", "resolve_result"])
+def test_a_finished_resolution_is_answered_from_the_memo(
+    driver: str, first: str, second: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    world = FakeWorld(WORLD, now=1_000.0)
+    calls = dict(zip(["resolve", "resolve_result"], _drivers(world, loop)[driver], strict=True))
+    result = calls[first]("example.org")
+    assert isinstance(result, Resolution)
+    assert [(t.host, t.port, t.host_header) for t in result.targets] == [
+        ("fed.example.org", 8448, "example.org")  # step 4: the SRV target, Host the server name
+    ]
+    asked = len(world.requests)
+    assert asked == 4  # the well-known, the SRV, and AAAA and A of its target
+    world.advance(result.expires_at - world.now - 1)  # still fresh, one second before
+    assert calls[second]("example.org") is result
+    assert len(world.requests) == asked  # nothing asked: not even the warm cache was read
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_the_memo_ends_when_its_inputs_expire(driver: str, loop: asyncio.AbstractEventLoop) -> None:
+    world = FakeWorld(WORLD, now=1_000.0)
+    resolve, _ = _drivers(world, loop)[driver]
+    first = resolve("example.org")
+    assert isinstance(first, Resolution)
+    world.advance(first.expires_at - world.now + 1)
+    again = resolve("example.org")
+    assert again is not first
+    assert isinstance(again, Resolution)
+    assert again.targets == first.targets
+    assert len(world.requests) > 4  # the expired answers were asked for again
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_failures_are_not_memoised(driver: str, loop: asyncio.AbstractEventLoop) -> None:
+    world = FakeWorld({"dns": {}, "https": {}}, now=1_000.0)
+    _, resolve_result = _drivers(world, loop)[driver]
+    first = resolve_result("nowhere.example.org")
+    assert isinstance(first, ResolutionFailure)
+    second = resolve_result("nowhere.example.org")
+    assert isinstance(second, ResolutionFailure)
+    assert second is not first  # the machine ran again (answered by the cached failures)
+    assert second.kind is first.kind
