@@ -41,6 +41,7 @@ def test_the_least_recently_used_well_known_entry_is_evicted() -> None:
     assert cache.well_known("a") is not None  # reading "a" makes "b" the oldest
     cache.store_delegation("c", DELEGATE, 100.0, now=0.0)
     assert cache.well_known("b") is None
+    assert cache.well_known_entries == 2
     assert cache.well_known("a") is not None
     assert cache.well_known("c") is not None
 
@@ -59,6 +60,14 @@ def test_overwriting_an_entry_refreshes_it_without_growing() -> None:
 
 
 def test_the_dns_table_keeps_at_most_its_capacity_and_evicts_the_lru() -> None:
+    # Never read: the first stored is the first to go.
+    unread = ResolverCache(max_dns_entries=2)
+    for qname in ("a.", "b.", "c."):
+        unread.store_dns(qname, RecordType.A, ANSWER, now=0.0, settings=DEFAULTS)
+    assert unread.dns_entries == 2
+    assert unread.dns("a.", RecordType.A, now=1.0) is None
+    assert unread.dns("c.", RecordType.A, now=1.0) is not None
+    # Read: a lookup makes an entry the most recent.
     cache = ResolverCache(max_dns_entries=2)
     cache.store_dns("a.", RecordType.A, ANSWER, now=0.0, settings=DEFAULTS)
     cache.store_dns("a.", RecordType.AAAA, ANSWER, now=0.0, settings=DEFAULTS)
@@ -80,13 +89,14 @@ def test_the_tables_are_bounded_separately() -> None:
     assert cache.well_known("a") is None
 
 
-def test_a_dns_answer_is_fresh_until_its_expiry_and_then_dropped() -> None:
+@pytest.mark.parametrize("stored_at", [0.0, 100.0])
+def test_a_dns_answer_is_fresh_until_its_expiry_and_then_dropped(stored_at: float) -> None:
     cache = ResolverCache()
-    expiry = cache.store_dns("a.", RecordType.A, ANSWER, now=100.0, settings=DEFAULTS)
-    assert expiry == 160.0
-    hit = cache.dns("a.", RecordType.A, now=159.9)
-    assert hit == (ANSWER, 160.0)
-    assert cache.dns("a.", RecordType.A, now=160.0) is None
+    expiry = cache.store_dns("a.", RecordType.A, ANSWER, now=stored_at, settings=DEFAULTS)
+    assert expiry == stored_at + 60.0
+    assert cache.dns("a.", RecordType.A, now=stored_at + 59.0) == (ANSWER, expiry)
+    assert cache.dns("a.", RecordType.A, now=stored_at + 59.9) == (ANSWER, expiry)
+    assert cache.dns("a.", RecordType.A, now=stored_at + 60.0) is None
     assert cache.dns_entries == 0  # the stale entry is removed, not kept around
 
 
@@ -143,12 +153,18 @@ def test_the_failure_schedule_follows_its_settings() -> None:
     assert {failure_lifetime(n, flat) for n in range(1, 20)} == {60.0}
 
 
-@pytest.mark.parametrize("factor", [1e200, 100_000, 10**6])
+@pytest.mark.parametrize("factor", [1e200, 100_000, 10**6, 1e6])
 def test_a_large_valid_factor_reaches_the_cap_instead_of_overflowing(factor: float) -> None:
     # Settings accepts any factor >= 1; a long outage with a steep one must still
     # give the cap, not an OverflowError out of store_failure mid-resolution.
     settings = Settings(failure_backoff_factor=factor)
-    assert [failure_lifetime(n, settings) for n in (1, 2, 3, 100)] == [60, 3600, 3600, 3600]
+    assert [failure_lifetime(n, settings) for n in (1, 2, 3, 100, 500)] == [
+        60,
+        3600,
+        3600,
+        3600,
+        3600,
+    ]
 
 
 def test_a_failure_count_below_one_gets_the_first_period() -> None:
@@ -156,13 +172,17 @@ def test_a_failure_count_below_one_gets_the_first_period() -> None:
     assert failure_lifetime(-3, DEFAULTS) == 60.0
 
 
-def test_store_failure_counts_consecutive_failures() -> None:
+@pytest.mark.parametrize("unavailable", [False, True])
+def test_store_failure_counts_consecutive_failures(unavailable: bool) -> None:
     cache = ResolverCache()
     for n, now in enumerate([0.0, 60.0, 180.0, 420.0], start=1):
-        entry = cache.store_failure("h", f"down {n}", unavailable=False, now=now, settings=DEFAULTS)
+        entry = cache.store_failure(
+            "h", f"down {n}", unavailable=unavailable, now=now, settings=DEFAULTS
+        )
         assert entry.failures == n
+        assert entry.unavailable is unavailable
         assert entry.stored_at == now
-        assert entry.expires_at == now + 60 * 2 ** (n - 1)
+        assert entry.expires_at == now + failure_lifetime(n, DEFAULTS) == now + 60 * 2 ** (n - 1)
         assert entry.error == f"down {n}"
         assert entry.delegation is None
         assert cache.well_known("h") == entry
@@ -259,6 +279,7 @@ DNS_SETTINGS = Settings(dns_min_ttl=10, dns_max_ttl=1000, dns_negative_ttl=50, d
         (DnsResult(status=DnsStatus.NXDOMAIN), 50.0),  # no SOA minimum: the negative default
         (DnsResult(status=DnsStatus.NXDOMAIN, ttl=200), 200.0),
         (DnsResult(status=DnsStatus.NODATA, ttl=2), 10.0),
+        (DnsResult(status=DnsStatus.NODATA, ttl=20), 20.0),
         (DnsResult(status=DnsStatus.NODATA, ttl=5000), 1000.0),
         (DnsResult(status=DnsStatus.SERVFAIL, ttl=5000), 5.0),  # failures: their own period
         (DnsResult(status=DnsStatus.REFUSED), 5.0),

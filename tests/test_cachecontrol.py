@@ -52,6 +52,10 @@ def fresh(*headers: tuple[str, str], now: float = NOW) -> Freshness:
         ("max age=5, no-store", {"no-store": None}),
         ("x;y=1, public", {"public": None}),
         ("max-age=abc", {"max-age": "abc"}),
+        (
+            'max-age="60", No-Store, bad directive, =x, private',
+            {"max-age": "60", "no-store": None, "private": None},
+        ),
     ],
 )
 def test_parse_cache_control(value: str, expected: dict[str, str | None]) -> None:
@@ -97,9 +101,18 @@ def test_no_store_and_no_cache_mean_zero(directive: str) -> None:
     assert directive.lower() in result.source
 
 
-def test_no_store_beats_max_age_in_the_same_header_and_across_headers() -> None:
-    assert fresh(("Cache-Control", "max-age=3600, no-store")).seconds == 0.0
-    assert fresh(("Cache-Control", "max-age=3600"), ("Cache-Control", "no-cache")).seconds == 0.0
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (("Cache-Control", "max-age=3600, no-store"),),
+        (("Cache-Control", "no-store, max-age=3600"),),
+        (("Cache-Control", "max-age=3600"), ("Cache-Control", "no-cache")),
+    ],
+)
+def test_no_store_beats_max_age_in_the_same_header_and_across_headers(
+    headers: tuple[tuple[str, str], ...],
+) -> None:
+    assert fresh(*headers).seconds == 0.0
 
 
 def test_no_store_beats_expires() -> None:
@@ -145,12 +158,19 @@ def test_max_age_beats_expires() -> None:
     assert result.seconds == 60.0
 
 
-def test_expires_is_relative_to_date() -> None:
+@pytest.mark.parametrize(
+    ("expires", "date", "seconds"),
+    [
+        (http_date(NOW + 9000), http_date(NOW + 7200), 1800.0),
+        ("Thu, 01 Jan 2026 02:00:00 GMT", "Thu, 01 Jan 2026 00:00:00 GMT", 7200.0),
+    ],
+)
+def test_expires_is_relative_to_date(expires: str, date: str, seconds: float) -> None:
     # Date, not our clock, is the base: a server whose clock is ahead of ours
     # still gets the lifetime it meant.
-    headers = (("Expires", http_date(NOW + 9000)), ("Date", http_date(NOW + 7200)))
-    assert fresh(*headers).seconds == 1800.0
-    assert fresh(*headers, now=NOW + 100_000).seconds == 1800.0
+    headers = (("Expires", expires), ("Date", date))
+    assert fresh(*headers).seconds == seconds
+    assert fresh(*headers, now=NOW + 100_000).seconds == seconds
 
 
 def test_expires_without_date_is_relative_to_now() -> None:
@@ -204,5 +224,6 @@ def test_garbage_cache_control_falls_through_to_expires() -> None:
     assert result.seconds == 42.0
 
 
-def test_s_maxage_and_public_do_not_apply_to_a_private_cache() -> None:
-    assert fresh(("Cache-Control", "s-maxage=60, public")).seconds is None
+@pytest.mark.parametrize("value", ["s-maxage=60, public", "s-maxage=9"])
+def test_s_maxage_and_public_do_not_apply_to_a_private_cache(value: str) -> None:
+    assert fresh(("Cache-Control", value)).seconds is None

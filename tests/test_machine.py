@@ -108,10 +108,17 @@ def test_an_ip_literal_needs_no_request_at_all() -> None:
 
 
 @pytest.mark.parametrize("a_first", [True, False])
-def test_outcomes_are_accepted_in_any_order(a_first: bool) -> None:
+@pytest.mark.parametrize(
+    ("aaaa_outcome", "addresses"),
+    [(AAAA_ANSWER, (V6, V4)), (DnsResult(status=DnsStatus.NODATA), (V4,))],
+    ids=["aaaa-answer", "aaaa-nodata"],
+)
+def test_outcomes_are_accepted_in_any_order(
+    a_first: bool, aaaa_outcome: DnsResult, addresses: tuple[str, ...]
+) -> None:
     m = machine("example.org:8448")
     aaaa, a = take_requests(m)
-    pairs = [(aaaa, AAAA_ANSWER), (a, A_ANSWER)]
+    pairs = [(aaaa, aaaa_outcome), (a, A_ANSWER)]
     if a_first:
         pairs.reverse()
     m.receive(*pairs[0], now=1000.0)
@@ -121,8 +128,8 @@ def test_outcomes_are_accepted_in_any_order(a_first: bool) -> None:
     result = m.next_event()
     assert isinstance(result, Resolution)
     assert result.step is Step.EXPLICIT_PORT
-    # Whatever the arrival order, IPv6 comes first.
-    assert result.targets[0].addresses == (V6, V4)
+    # Whatever the arrival order, IPv6 (when there is any) comes first.
+    assert result.targets[0].addresses == addresses
     assert result.targets[0].host_header == "example.org:8448"
 
 
@@ -137,10 +144,16 @@ def test_outcomes_may_arrive_before_every_request_is_taken() -> None:
     assert isinstance(m.next_event(), Resolution)
 
 
-def test_the_next_batch_follows_once_every_outcome_is_in() -> None:
+@pytest.mark.parametrize(
+    "outcome",
+    [HttpsResponse(status=404), HttpsFailure(kind=HttpsFailureKind.CONNECTION_REFUSED)],
+)
+def test_the_next_batch_follows_once_every_outcome_is_in(
+    outcome: HttpsResponse | HttpsFailure,
+) -> None:
     m = machine("example.org")
     (get,) = take_requests(m)
-    m.receive(get, HttpsResponse(status=404), now=1000.0)
+    m.receive(get, outcome, now=1000.0)
     assert take_requests(m) == [
         DnsQuery(qname="_matrix-fed._tcp.example.org.", rdtype=RecordType.SRV)
     ]
@@ -163,11 +176,13 @@ def test_after_the_end_next_event_returns_the_same_result() -> None:
 
 def test_an_outcome_for_an_unknown_request_is_refused() -> None:
     m = machine("example.org:8448")
-    take_requests(m)
     stranger = DnsQuery(qname="other.example.", rdtype=RecordType.A)
-    with pytest.raises(
-        LocalProtocolError, match=r"not waiting for an outcome of DNS A other\.example\."
-    ):
+    message = r"not waiting for an outcome of DNS A other\.example\."
+    m.next_event()  # refused while requests are still being handed out, too
+    with pytest.raises(LocalProtocolError, match=message):
+        m.receive(stranger, DnsResult(status=DnsStatus.NXDOMAIN), now=1000.0)
+    take_requests(m)
+    with pytest.raises(LocalProtocolError, match=message):
         m.receive(stranger, A_ANSWER, now=1000.0)
 
 
@@ -179,12 +194,13 @@ def test_an_outcome_for_a_request_not_handed_out_yet_is_refused() -> None:
         m.receive(a, A_ANSWER, now=1000.0)
 
 
-def test_a_second_outcome_for_one_request_is_refused() -> None:
+@pytest.mark.parametrize("outcome", [AAAA_ANSWER, DnsResult(status=DnsStatus.NXDOMAIN)])
+def test_a_second_outcome_for_one_request_is_refused(outcome: DnsResult) -> None:
     m = machine("example.org:8448")
     aaaa, _ = take_requests(m)
-    m.receive(aaaa, AAAA_ANSWER, now=1000.0)
+    m.receive(aaaa, outcome, now=1000.0)
     with pytest.raises(LocalProtocolError, match="already received an outcome for DNS AAAA"):
-        m.receive(aaaa, AAAA_ANSWER, now=1000.0)
+        m.receive(aaaa, outcome, now=1000.0)
 
 
 def test_an_outcome_after_the_end_is_refused() -> None:
@@ -207,28 +223,35 @@ def test_a_dns_result_for_an_https_get_is_refused() -> None:
         m.receive(get, A_ANSWER, now=1000.0)
 
 
+@pytest.mark.parametrize("rdtype", [RecordType.AAAA, RecordType.A])
 @pytest.mark.parametrize(
     "outcome",
-    [HttpsResponse(status=200, body=b"{}"), HttpsFailure(kind=HttpsFailureKind.CONNECT_TIMEOUT)],
+    [
+        HttpsResponse(status=200, body=b"{}"),
+        HttpsResponse(status=200),
+        HttpsFailure(kind=HttpsFailureKind.CONNECT_TIMEOUT),
+    ],
 )
 def test_an_https_outcome_for_a_dns_query_is_refused(
-    outcome: HttpsResponse | HttpsFailure,
+    rdtype: RecordType, outcome: HttpsResponse | HttpsFailure
 ) -> None:
     m = machine("example.org:8448")
-    aaaa, _ = take_requests(m)
+    requests = {r.rdtype: r for r in take_requests(m) if isinstance(r, DnsQuery)}
     with pytest.raises(
         LocalProtocolError,
-        match=f"DNS AAAA example.org. needs a DnsResult, got {type(outcome).__name__}",
+        match=f"DNS {rdtype.value} example.org. needs a DnsResult, got {type(outcome).__name__}",
     ):
-        m.receive(aaaa, outcome, now=1000.0)
+        m.receive(requests[rdtype], outcome, now=1000.0)
 
 
 @pytest.mark.parametrize(
     ("rdtype", "record", "message"),
     [
         (RecordType.A, V6, "2606:4700::1111 is not an IPv4 address"),
+        (RecordType.A, "2001:db8::1", "2001:db8::1 is not an IPv4 address"),
         (RecordType.AAAA, V4, "8.8.8.8 is not an IPv6 address"),
         (RecordType.A, "example.org", "'example.org' is not an IP address"),
+        (RecordType.A, "not-an-ip", "'not-an-ip' is not an IP address"),
         (RecordType.A, "8.8.8.256", "is not an IP address"),
         (
             RecordType.A,
@@ -290,8 +313,9 @@ def test_a_refused_outcome_leaves_the_machine_usable() -> None:
 
 
 def test_the_constructor_checks_its_arguments() -> None:
-    with pytest.raises(InvalidServerName):
-        machine("exa_mple.org")
+    for bad_name in ("exa_mple.org", "bad name"):
+        with pytest.raises(InvalidServerName):
+            machine(bad_name)
     for bad_now in (math.nan, math.inf, "0"):
         with pytest.raises(ValueError, match="now must be a finite number"):
             ResolutionMachine("example.org", now=bad_now, random=random.random)  # type: ignore[arg-type]
@@ -361,25 +385,26 @@ def test_the_deadline_counts_from_the_start_whatever_the_steps() -> None:
     assert result.step is Step.SRV
 
 
-def test_a_clock_going_backwards_is_held_not_trusted() -> None:
-    m = machine("example.org", now=1000.0, settings=Settings(deadline=5.0))
+@pytest.mark.parametrize(("start", "backwards"), [(1000.0, -1e9), (0.0, -100.0)])
+def test_a_clock_going_backwards_is_held_not_trusted(start: float, backwards: float) -> None:
+    m = machine("example.org", now=start, settings=Settings(deadline=5.0))
     (get,) = take_requests(m)
-    m.receive(get, HttpsResponse(status=404), now=-1e9)
+    m.receive(get, HttpsResponse(status=404), now=backwards)
     # The failure is cached from the last time the machine trusted (its start).
     entry = m.cache.well_known("example.org")
     assert entry is not None
-    assert (entry.stored_at, entry.expires_at) == (1000.0, 1060.0)
+    assert (entry.stored_at, entry.expires_at) == (start, start + 60.0)
     (srv,) = take_requests(m)
-    m.receive(srv, DnsResult(status=DnsStatus.NXDOMAIN), now=3.0)
+    m.receive(srv, DnsResult(status=DnsStatus.NXDOMAIN), now=start - 997.0)
     (legacy,) = take_requests(m)
-    m.receive(legacy, DnsResult(status=DnsStatus.NXDOMAIN), now=1001.0)
+    m.receive(legacy, DnsResult(status=DnsStatus.NXDOMAIN), now=start + 1.0)
     aaaa, a = take_requests(m)
-    m.receive(aaaa, AAAA_ANSWER, now=1002.0)
-    m.receive(a, A_ANSWER, now=500.0)
+    m.receive(aaaa, AAAA_ANSWER, now=start + 2.0)
+    m.receive(a, A_ANSWER, now=start - 500.0)
     result = m.next_event()
     assert isinstance(result, Resolution)
     assert result.step is Step.ADDRESS
-    assert result.expires_at >= 1000.0
+    assert result.expires_at >= start
 
 
 def test_after_a_backwards_clock_the_deadline_still_counts_from_the_start() -> None:
@@ -634,11 +659,17 @@ def test_stale_if_error_zero_disables_the_stand_in() -> None:
     [
         ({"well_known_default_ttl": -1}, "well_known_default_ttl must be a finite number >= 0"),
         ({"well_known_min_ttl": -0.5}, "well_known_min_ttl must be a finite number >= 0"),
+        ({"well_known_min_ttl": -1}, "well_known_min_ttl must be a finite number >= 0"),
         ({"failure_max_ttl": math.inf}, "failure_max_ttl must be a finite number >= 0"),
         ({"dns_negative_ttl": math.nan}, "dns_negative_ttl must be a finite number >= 0"),
         ({"stale_if_error": "3600"}, "stale_if_error must be a finite number >= 0"),
+        ({"stale_if_error": math.inf}, "stale_if_error must be a finite number >= 0"),
         ({"dns_failure_ttl": None}, "dns_failure_ttl must be a finite number >= 0"),
         ({"well_known_min_ttl": 90000}, "need well_known_min_ttl <= well_known_default_ttl"),
+        (
+            {"well_known_min_ttl": 100, "well_known_default_ttl": 50},
+            "need well_known_min_ttl <= well_known_default_ttl",
+        ),
         ({"well_known_default_ttl": 200000}, "well_known_default_ttl <= well_known_max_ttl"),
         ({"well_known_max_ttl": 60}, "well_known_default_ttl <= well_known_max_ttl"),
         ({"failure_initial_ttl": 0}, "need 0 < failure_initial_ttl <= failure_max_ttl"),
@@ -669,7 +700,7 @@ def test_invalid_settings_are_refused_with_a_reason(kwargs: dict[str, Any], mess
         Settings(**kwargs)
 
 
-@pytest.mark.parametrize("factor", ["2", None, [2]])
+@pytest.mark.parametrize("factor", ["2", None, [2], True])
 def test_a_backoff_factor_of_the_wrong_type_is_invalid_settings(factor: object) -> None:
     # Every other setting reports a wrong type as InvalidSettings; a factor read
     # from a config file as a string must not escape as a TypeError instead.
@@ -718,6 +749,7 @@ def test_settings_are_frozen() -> None:
         ("192.168.1.1", "private"),
         ("fc00::1", "private"),
         ("169.254.1.1", "link-local"),
+        ("169.254.0.1", "link-local"),
         ("fe80::1", "link-local"),
         ("224.0.0.1", "multicast"),
         ("239.255.255.250", "multicast"),
@@ -755,6 +787,10 @@ def test_the_allow_list_admits_special_addresses_and_wins_over_deny() -> None:
     assert policy.refusal("10.9.0.1") is None  # allow is checked first
     assert policy.refusal("fd12::1") is None
     assert policy.refusal("192.168.1.1") is not None  # not in allow: still special
+    # allow is the first positional parameter.
+    loopback = IpPolicy.from_cidrs(["127.0.0.0/8"])
+    assert loopback.refusal("127.0.0.1") is None
+    assert loopback.refusal("10.0.0.1") is not None
 
 
 def test_the_deny_list_refuses_public_addresses() -> None:
@@ -771,6 +807,8 @@ def test_allow_all_refuses_only_what_is_not_an_address() -> None:
     policy = IpPolicy.allow_all()
     assert all(policy.refusal(a) is None for a in ("127.0.0.1", "::1", "10.0.0.1", "ff02::1"))
     assert policy.refusal("example.org") == "'example.org' is not an IP address"
+    # The default policy says the same, not that the text is a special address.
+    assert IpPolicy().refusal("not an ip") == "'not an ip' is not an IP address"
 
 
 def test_from_cidrs_accepts_host_bits() -> None:
@@ -783,6 +821,7 @@ def test_from_cidrs_accepts_host_bits() -> None:
     [
         ({"allow": ["10.0.0.0/33"]}, "allow_ips: '10.0.0.0/33' is not a CIDR network"),
         ({"allow": ["not-a-network"]}, "allow_ips: 'not-a-network' is not a CIDR network"),
+        ({"allow": ["nonsense"]}, "allow_ips: 'nonsense' is not a CIDR network"),
         ({"deny": [""]}, "deny_ips: '' is not a CIDR network"),
         ({"deny": ["fe80::/129"]}, "deny_ips"),
         ({"deny": [None]}, "deny_ips: None is not a CIDR network"),
@@ -795,7 +834,9 @@ def test_from_cidrs_with_a_bad_cidr_is_invalid_settings(
         IpPolicy.from_cidrs(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"allow": "10.0.0.0/8"}, {"deny": "10.0.0.0/8"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"allow": "10.0.0.0/8"}, {"allow": "127.0.0.0/8"}, {"deny": "10.0.0.0/8"}]
+)
 def test_from_cidrs_with_one_string_instead_of_a_list_is_invalid_settings(
     kwargs: dict[str, Any],
 ) -> None:

@@ -58,6 +58,16 @@ def test_lower_priorities_come_first_whatever_the_weights() -> None:
     for value in (0.0, 0.5, 0.999999):
         ordered = order_srv_records(records, constant(value))
         assert [r.target for r in ordered] == ["first.", "middle.", "late."]
+    # Tied priorities are shuffled among themselves, never across priorities.
+    tied = [
+        srv("c.", priority=20, weight=100),
+        srv("a.", priority=10, weight=0),
+        srv("b.", priority=10, weight=1),
+        srv("d.", priority=30, weight=0),
+    ]
+    rng = random.Random(7)
+    for _ in range(200):
+        assert [r.priority for r in order_srv_records(tied, rng.random)] == [10, 10, 20, 30]
 
 
 records_strategy = st.lists(
@@ -92,11 +102,19 @@ def rfc2782_first_share(records: Sequence[SrvRecord], index: int) -> float:
     return (records[index].weight + (index == 0)) / (total + 1)
 
 
-def test_weights_share_the_first_place_roughly_in_proportion() -> None:
-    records = [srv("ten.", weight=10), srv("thirty.", weight=30), srv("sixty.", weight=60)]
+@pytest.mark.parametrize(
+    "records",
+    [
+        [srv("ten.", weight=10), srv("thirty.", weight=30), srv("sixty.", weight=60)],
+        [srv("heavy.", weight=75), srv("light.", weight=25)],
+    ],
+    ids=["10-30-60", "75-25"],
+)
+def test_weights_share_the_first_place_roughly_in_proportion(records: list[SrvRecord]) -> None:
+    total = sum(r.weight for r in records)
     shares = first_pick_shares(records, seed=20240601)
     for i, record in enumerate(records):
-        assert shares[record.target] == pytest.approx(record.weight / 100, abs=0.03)
+        assert shares[record.target] == pytest.approx(record.weight / total, abs=0.03)
         assert shares[record.target] == pytest.approx(rfc2782_first_share(records, i), abs=0.02)
 
 
@@ -115,11 +133,12 @@ def test_the_second_place_is_weighted_among_those_left() -> None:
     assert expected == pytest.approx(0.75, abs=0.03)  # and that is roughly proportional
 
 
-def test_weight_zero_records_are_picked_uniformly() -> None:
-    records = [srv("a."), srv("b."), srv("c.")]
+@pytest.mark.parametrize("count", [3, 4])
+def test_weight_zero_records_are_picked_uniformly(count: int) -> None:
+    records = [srv(f"{i}.") for i in range(count)]
     shares = first_pick_shares(records, seed=99)
     for record in records:
-        assert shares[record.target] == pytest.approx(1 / 3, abs=0.03)
+        assert shares[record.target] == pytest.approx(1 / count, abs=0.03)
 
 
 def test_a_weight_zero_record_is_rarely_first_among_weighted_ones() -> None:
@@ -142,9 +161,19 @@ def test_random_just_below_one_takes_the_last_weighted_record_first() -> None:
     assert [r.target for r in ordered] == ["c.", "a.", "b."]
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0.0, "xyz"), (0.999999, "zyx")])
-def test_edge_values_with_only_weight_zero_records(value: float, expected: str) -> None:
-    records = [srv("x."), srv("y."), srv("z.")]
+@pytest.mark.parametrize(
+    ("weights", "value", "expected"),
+    [
+        ((0, 0, 0), 0.0, "xyz"),
+        ((0, 0, 0), 0.999999, "zyx"),
+        ((1, 1), 0.0, "xy"),
+        ((1, 1), 0.9999999, "yx"),
+    ],
+)
+def test_edge_values_with_equal_weights(
+    weights: tuple[int, ...], value: float, expected: str
+) -> None:
+    records = [srv(f"{t}.", weight=w) for t, w in zip("xyz", weights, strict=False)]
     ordered = order_srv_records(records, constant(value))
     assert "".join(r.target[0] for r in ordered) == expected
 
@@ -161,3 +190,17 @@ def test_the_same_seed_gives_the_same_order() -> None:
     records = [srv(f"t{i}.", priority=i % 2, weight=i) for i in range(8)]
     first = order_srv_records(records, random.Random(42).random)
     assert order_srv_records(records, random.Random(42).random) == first
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("port", 70000, "SRV port must be an integer in 0-65535"),
+        ("target", "", "SRV target must be a non-empty string"),
+    ],
+)
+def test_an_srv_record_validates_itself(field: str, value: object, message: str) -> None:
+    fields: dict[str, object] = {"priority": 0, "weight": 0, "port": 1, "target": "x."}
+    fields[field] = value
+    with pytest.raises(ValueError, match=message):
+        SrvRecord(**fields)  # type: ignore[arg-type]
