@@ -1,0 +1,114 @@
+"""A/B: mxresolve's cold round at a baseline revision against the working tree, in one world.
+
+    python benchmarks/ab.py                       # baseline HEAD: what the uncommitted change buys
+    python benchmarks/ab.py --baseline 7e810ae    # or any revision with the same Resolver API
+
+The baseline's ``src/mxresolve`` is taken with ``git archive``. Each variant runs in its own
+interpreter, so each imports its own code; processes alternate (A B A B ...) against the same
+loopback world. Each process does one untimed round, then ``--rounds`` timed cold rounds of the
+20 bench names through ``AsyncResolver`` and then ``Resolver``. Prints medians and ratios: the
+way to show an optimisation's win before it lands (needs what bench.py needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _world import BenchWorld
+
+ROOT = Path(__file__).resolve().parent.parent
+CHILD = Path(__file__).resolve().parent / "_ab_child.py"
+
+
+def export_src(revision: str, into: Path) -> Path:
+    """``src/mxresolve`` as it was at ``revision``, unpacked under ``into``; returns its src/."""
+    archive = into / "baseline.tar"
+    with archive.open("wb") as out:
+        subprocess.run(
+            ["git", "archive", revision, "src/mxresolve"], stdout=out, cwd=ROOT, check=True
+        )
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.10.12+ and 3.11.4+
+            tar.extractall(into, filter="data")
+        else:
+            tar.extractall(into)  # our own repository's archive: trusted
+    return into / "src"
+
+
+def run_child(src: Path, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(CHILD)],
+        input=json.dumps({**payload, "src": str(src)}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"A/B process for {src} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    if not result["mxresolve"].startswith(str(src)):
+        raise SystemExit(f"expected mxresolve from {src}, the process imported {result}")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default="HEAD", help="git revision (default HEAD)")
+    ap.add_argument("--processes", type=int, default=4, help="processes per variant")
+    ap.add_argument("--rounds", type=int, default=10, help="timed rounds per process and path")
+    args = ap.parse_args(argv)
+    if not 1 <= args.processes <= 50 or not 1 <= args.rounds <= 200:
+        ap.error("--processes must be 1-50 and --rounds 1-200")
+    samples: dict[str, dict[str, list[float]]] = {
+        v: {"async": [], "sync": []} for v in ("baseline", "candidate")
+    }
+    with tempfile.TemporaryDirectory(prefix="mxresolve-ab-") as tmp:
+        sources = {"baseline": export_src(args.baseline, Path(tmp)), "candidate": ROOT / "src"}
+        with BenchWorld(1) as world:
+            payload = {
+                "world": {
+                    "nameserver": world.nameserver,
+                    "cafile": world.cafile,
+                    "allow_ips": world.allow_ips,
+                },
+                "names": world.cold_names(),
+                "rounds": args.rounds,
+            }
+            for i in range(args.processes):
+                order = ("baseline", "candidate") if i % 2 == 0 else ("candidate", "baseline")
+                for variant in order:
+                    started = time.monotonic()
+                    result = run_child(sources[variant], payload, timeout=60 + 10 * args.rounds)
+                    for path in ("async", "sync"):
+                        samples[variant][path] += result[path]
+                    print(
+                        f"[ab] process {i + 1}/{args.processes} {variant} "
+                        f"({time.monotonic() - started:.1f} s)",
+                        file=sys.stderr,
+                    )
+    print(f"baseline: {args.baseline} ; candidate: the working tree ({ROOT / 'src'})")
+    print(f"{args.processes} processes x {args.rounds} rounds per variant, 20 names a round\n")
+    print("| cold round | baseline median | candidate median | baseline / candidate |")
+    print("|---|---|---|---|")
+    for path, label in (("async", "AsyncResolver, all at once"), ("sync", "Resolver, in turn")):
+        before = statistics.median(samples["baseline"][path])
+        after = statistics.median(samples["candidate"][path])
+        print(f"| {label} | {before * 1e3:.1f} ms | {after * 1e3:.1f} ms | {before / after:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
