@@ -427,8 +427,10 @@ def scale_section(s: dict[str, Any]) -> tuple[list[str], float | None, float | N
         return (["", f"## Scale: not measured ({s.get('error', 'skipped')})"], None, None)
     rounds = s["rounds"]
     rss = [r["rss_mib_after_round"] for r in rounds]
-    first = 1 if len(rss) > 2 else 0  # round 1 also warms the C allocator up
-    rss_growth = _growth(rss, first)
+    # Round 1 also warms the C allocator up, so flatness is judged from round 2 on, and
+    # needs a third round to be judged at all.
+    first = 1
+    rss_growth = _growth(rss, first) if len(rss) > 2 else None
     blocks_growth = _growth([r["allocated_blocks_after_forget"] for r in rounds], 0)
     rows = [
         [
@@ -462,7 +464,8 @@ def scale_section(s: dict[str, Any]) -> tuple[list[str], float | None, float | N
         "",
         f"Peak RSS (VmHWM, whole process): {s['peak_rss_mib']:.1f} MiB; after imports: "
         f"{s['rss_mib_baseline']:.1f} MiB. RSS growth, round {first + 1} -> {len(rss)}: "
-        f"{rss_growth or 0:+.1f}%; allocated blocks after forget(), round 1 -> {len(rss)}: "
+        + (f"{rss_growth:+.1f}%" if rss_growth is not None else "n/a (fewer than 3 rounds)")
+        + f"; allocated blocks after forget(), round 1 -> {len(rss)}: "
         f"{blocks_growth or 0:+.2f}%.",
     ]
     mem = s.get("memory", {})
@@ -557,7 +560,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.blocks, args.rounds, args.cached_iterations, args.cached_rounds = 1, 3, 2_000, 2
-        args.scale_names, args.scale_rounds, args.tracemalloc_names = 1_000, 2, 300
+        args.scale_names, args.scale_rounds, args.tracemalloc_names = 1_000, 3, 300
     for name in (
         "blocks",
         "rounds",
