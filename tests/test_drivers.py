@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -99,3 +100,23 @@ def test_failures_are_not_memoised(driver: str, loop: asyncio.AbstractEventLoop)
     assert isinstance(second, ResolutionFailure)
     assert second is not first  # the machine ran again (answered by the cached failures)
     assert second.kind is first.kind
+
+
+def test_the_memo_stays_bounded_under_threads() -> None:
+    names = [f"s{i}.example.org" for i in range(64)]
+    world = FakeWorld(
+        {
+            "dns": {f"{n}.": {"A": {"records": ["198.51.100.9"], "ttl": 300}} for n in names},
+            "https": {},
+        },
+        now=1_000.0,
+    )
+    dns, https = world.transports()
+    resolver = Resolver(
+        dns=dns, https=https, clock=world.clock, allow_ips=["198.51.100.0/24"], max_memo=8
+    )
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(resolver.resolve, names * 4))
+    assert [r.server_name for r in results] == names * 4
+    assert all(r.targets[0].addresses == ("198.51.100.9",) for r in results)
+    assert 0 < len(resolver._memo) <= 8  # read for the test only: the bound is the point

@@ -234,7 +234,8 @@ class Resolver(_Base):
             future.set_exception(exc)
             raise
         else:
-            self._remember(result)
+            with self._lock:  # eviction iterates the memo: not while another thread adds to it
+                self._remember(result)
             future.set_result(result)
             return result
         finally:
