@@ -62,6 +62,8 @@ def is_reply_to(wire: bytes, question: Question) -> bool:
     if len(wire) < 12 or (wire[0] << 8 | wire[1]) != question.id or not wire[2] & 0x80:
         return False
     end = 12 + len(question.name) + 4
+    # Names match case-insensitively. lower() only touches the bytes A-Z, which no label
+    # length (< 64) and none of the type and class codes asked for (1, 28, 33; 1) can be.
     return wire[12:end].lower() == question.wire[12:].lower() and wire[4:6] == b"\0\1"
 
 
