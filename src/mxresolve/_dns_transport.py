@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -185,7 +185,20 @@ def _udp_socket(server: tuple[str, int]) -> socket.socket:
     return sock
 
 
-class DnspythonTransport:
+class _Dnspython(Generic[_R]):
+    """What both transports share: the configured resolver, and which one to ask when."""
+
+    def __init__(self, resolver: _R, nameservers: Sequence[str] | None) -> None:
+        _configure(resolver, nameservers)
+        self._resolver = resolver
+        self._after_silence = _rotated(resolver)
+        self._server = _first_udp_server(resolver)  # where the fast path asks
+
+    def _dnspython_after(self, fast: _Fast) -> _R:
+        return self._after_silence if fast is _Fast.NO_REPLY else self._resolver
+
+
+class DnspythonTransport(_Dnspython[dns.resolver.Resolver]):
     """Blocking DNS over dnspython, from the system configuration or ``nameservers``.
 
     A query first tries a fast path: one UDP exchange with the first nameserver, decoded
@@ -198,17 +211,14 @@ class DnspythonTransport:
     """
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
-        self._resolver = dns.resolver.Resolver(configure=nameservers is None)
-        _configure(self._resolver, nameservers)
-        self._after_silence = _rotated(self._resolver)
-        self._server = _first_udp_server(self._resolver)
+        super().__init__(dns.resolver.Resolver(configure=nameservers is None), nameservers)
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
         deadline = time.monotonic() + timeout
         fast = self._fast(query, min(timeout, self._resolver.timeout))
         if isinstance(fast, DnsResult):
             return fast
-        resolver = self._after_silence if fast is _Fast.NO_REPLY else self._resolver
+        resolver = self._dnspython_after(fast)
         try:
             answer = resolver.resolve(
                 query.qname,
@@ -242,21 +252,18 @@ class DnspythonTransport:
         return _Fast.NO_REPLY
 
 
-class AsyncDnspythonTransport:
+class AsyncDnspythonTransport(_Dnspython[dns.asyncresolver.Resolver]):
     """The asyncio form of :class:`DnspythonTransport`, with the same fast path."""
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
-        self._resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
-        _configure(self._resolver, nameservers)
-        self._after_silence = _rotated(self._resolver)
-        self._server = _first_udp_server(self._resolver)
+        super().__init__(dns.asyncresolver.Resolver(configure=nameservers is None), nameservers)
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
         deadline = time.monotonic() + timeout
         fast = await self._fast(query, min(timeout, self._resolver.timeout))
         if isinstance(fast, DnsResult):
             return fast
-        resolver = self._after_silence if fast is _Fast.NO_REPLY else self._resolver
+        resolver = self._dnspython_after(fast)
         try:
             answer = await resolver.resolve(
                 query.qname,

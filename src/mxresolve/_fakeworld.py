@@ -195,10 +195,10 @@ class FakeWorld:
         return self.now
 
     def transports(self) -> tuple[_WorldDns, _WorldHttps]:
-        """(dns, https) transports for :class:`Resolver` that answer from this world::
+        """(dns, https) transports for :class:`Resolver` that answer from this world.
 
-        dns, https = world.transports()
-        resolver = Resolver(dns=dns, https=https, clock=world.clock)
+        Use ``Resolver(dns=dns, https=https, clock=world.clock)``; every request lands in
+        :attr:`requests`, as with :meth:`resolve`.
         """
         return _WorldDns(self), _WorldHttps(self)
 
