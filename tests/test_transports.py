@@ -34,6 +34,7 @@ from mxresolve import (
     InvalidSettings,
     IpPolicy,
     RecordType,
+    SrvRecord,
 )
 from mxresolve._dns_transport import parse_nameserver
 
@@ -335,3 +336,17 @@ def test_a_reply_with_another_id_is_ignored(driver: str) -> None:
         else:
             result = asyncio.run(AsyncDnspythonTransport(servers).query(QUERY, timeout=2.0))
     assert result.records == ("192.0.2.7",)
+
+
+def test_a_loop_without_add_reader_falls_back_to_dnspython() -> None:
+    # Windows' proactor loop has no add_reader(); the fast path must step aside, not fail.
+    def no_add_reader(*args: object) -> None:
+        raise NotImplementedError
+
+    async def run(port: int) -> tuple[str | SrvRecord, ...]:
+        asyncio.get_running_loop().add_reader = no_add_reader  # type: ignore[method-assign,assignment]
+        transport = AsyncDnspythonTransport([f"127.0.0.1:{port}"])
+        return (await transport.query(QUERY, timeout=2.0)).records
+
+    with _udp_server(_answer_a) as port:
+        assert asyncio.run(run(port)) == ("192.0.2.7",)
