@@ -28,8 +28,6 @@ from _world import BenchWorld
 
 from mxresolve import AsyncResolver, Resolver
 
-_CORE = {"_machine", "_grammar", "_events", "_cache", "_srv", "_wellknown", "_cachecontrol"}
-
 
 def _component(filename: str, function: str) -> str:
     """Which part of the stack a profiled function belongs to (for the share table)."""
@@ -50,7 +48,7 @@ def _component(filename: str, function: str) -> str:
     if "/asyncio/" in path or stem in ("selectors", "socket", "weakref", "_weakrefset"):
         return "asyncio event loop, tasks, selectors"
     if "/mxresolve/" in path:
-        if stem in _CORE:
+        if "/mxresolve/_core/" in path:
             return "mxresolve core (machine, grammar, cache)"
         return f"mxresolve {stem}"
     return stem

@@ -17,7 +17,7 @@ from mxresolve import (
     Resolver,
     WorldError,
 )
-from mxresolve._cli import main
+from mxresolve._tools.cli import main
 
 # --- FakeWorld ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from mxresolve import (
     Settings,
     parse_server_name,
 )
-from mxresolve._cache import dns_lifetime, failure_lifetime, well_known_lifetime
+from mxresolve._core.cache import dns_lifetime, failure_lifetime, well_known_lifetime
 
 DEFAULTS = Settings()
 DELEGATE = parse_server_name("matrix.example.org:443")

@@ -12,7 +12,7 @@ from email.utils import formatdate
 import pytest
 
 from mxresolve import HttpsResponse
-from mxresolve._cachecontrol import Freshness, freshness_lifetime, parse_cache_control
+from mxresolve._core.cachecontrol import Freshness, freshness_lifetime, parse_cache_control
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mxresolve import DnsQuery, DnsResult, DnsStatus, RecordType
-from mxresolve._dns_transport import _result
-from mxresolve._dns_wire import Question, decode_response, encode_query, is_reply_to
+from mxresolve._io.dns_transport import _result
+from mxresolve._io.dns_wire import Question, decode_response, encode_query, is_reply_to
 
 SOA = "ns.example.org. hostmaster.example.org. 1 3600 600 86400 60"
 

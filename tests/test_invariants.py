@@ -35,9 +35,9 @@ from mxresolve import (
     Step,
     parse_server_name,
 )
-from mxresolve._cache import failure_lifetime, well_known_lifetime
-from mxresolve._cachecontrol import freshness_lifetime
-from mxresolve._wellknown import (
+from mxresolve._core.cache import failure_lifetime, well_known_lifetime
+from mxresolve._core.cachecontrol import freshness_lifetime
+from mxresolve._core.wellknown import (
     InvalidWellKnown,
     RedirectRefused,
     parse_well_known_body,

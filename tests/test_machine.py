@@ -41,7 +41,7 @@ from mxresolve import (
     parse_server_name,
     server_name_advisories,
 )
-from mxresolve._machine import TRANSITIONS, Event, Phase
+from mxresolve._core.machine import TRANSITIONS, Event, Phase
 
 V4, V6 = "8.8.8.8", "2606:4700::1111"
 A_ANSWER = DnsResult(status=DnsStatus.NOERROR, records=(V4,), ttl=300)

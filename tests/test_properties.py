@@ -56,9 +56,9 @@ from mxresolve import (
     TraceKind,
     parse_server_name,
 )
-from mxresolve._cache import failure_lifetime, well_known_lifetime
-from mxresolve._cachecontrol import Freshness, freshness_lifetime
-from mxresolve._wellknown import (
+from mxresolve._core.cache import failure_lifetime, well_known_lifetime
+from mxresolve._core.cachecontrol import Freshness, freshness_lifetime
+from mxresolve._core.wellknown import (
     InvalidWellKnown,
     RedirectRefused,
     parse_well_known_body,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mxresolve import HttpsGet, HttpsResponse, ResolutionMachine, Settings
-from mxresolve._wellknown import redirect_request, well_known_request
+from mxresolve._core.wellknown import redirect_request, well_known_request
 
 
 def test_redirect_hop_host_header_is_the_new_authority() -> None:

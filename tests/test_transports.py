@@ -36,7 +36,7 @@ from mxresolve import (
     RecordType,
     SrvRecord,
 )
-from mxresolve._dns_transport import parse_nameserver
+from mxresolve._io.dns_transport import parse_nameserver
 
 LOOPBACK = IpPolicy.from_cidrs(["127.0.0.0/8"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mxresolve import Step
-from mxresolve._vectors import Vector, load_vectors, run_vector
+from mxresolve._tools.vectors import Vector, load_vectors, run_vector
 
 VECTORS = load_vectors()
 

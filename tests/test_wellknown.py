@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mxresolve import HostKind, HttpsGet, parse_server_name
-from mxresolve._wellknown import (
+from mxresolve._core.wellknown import (
     WELL_KNOWN_PATH,
     InvalidWellKnown,
     RedirectRefused,

@@ -17,10 +17,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from mxresolve._events import Step
-from mxresolve._explain import render_result
-from mxresolve._machine import TRANSITIONS, Phase
-from mxresolve._vectors import Vector, load_vectors, run_vector
+from mxresolve._core.events import Step
+from mxresolve._core.machine import TRANSITIONS, Phase
+from mxresolve._tools.explain import render_result
+from mxresolve._tools.vectors import Vector, load_vectors, run_vector
 
 DOCS = Path(__file__).resolve().parent.parent
 VECTORS = DOCS.parent / "spec-vectors" / "vectors"
@@ -42,7 +42,7 @@ def state_machine() -> str:
     lines = [
         "# The state machine",
         "",
-        "Generated from `mxresolve._machine.TRANSITIONS` by `docs/tools/generate.py`;",
+        "Generated from `mxresolve._core.machine.TRANSITIONS` by `docs/tools/generate.py`;",
         "do not edit by hand. Every state but the three phases is a step of",
         '"Resolving server names" (spec v1.19). A move not listed here raises',
         "`LocalProtocolError`.",

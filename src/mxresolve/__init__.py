@@ -7,14 +7,8 @@ in-memory :class:`FakeWorld` for tests, and the vectors that pin the behaviour.
 Everything in ``__all__`` is the public API; modules starting with ``_`` are not.
 """
 
-from ._cache import ResolverCache, WellKnownEntry
-from ._dns_transport import (
-    AsyncDnspythonTransport,
-    AsyncDnsTransport,
-    DnspythonTransport,
-    DnsTransport,
-)
-from ._errors import (
+from ._core.cache import ResolverCache, WellKnownEntry
+from ._core.errors import (
     ConnectError,
     InvalidServerName,
     InvalidSettings,
@@ -22,7 +16,7 @@ from ._errors import (
     MxresolveError,
     ResolutionError,
 )
-from ._events import (
+from ._core.events import (
     NEED_RESULTS,
     DnsQuery,
     DnsResult,
@@ -43,18 +37,24 @@ from ._events import (
     TraceEvent,
     TraceKind,
 )
-from ._fakeworld import FakeWorld, WorldError
-from ._grammar import HostKind, ServerName, parse_server_name, server_name_advisories
-from ._https_transport import (
+from ._core.grammar import HostKind, ServerName, parse_server_name, server_name_advisories
+from ._core.machine import ResolutionMachine
+from ._core.settings import IpPolicy, Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
+from ._core.srv import order_srv_records
+from ._io.dns_transport import (
+    AsyncDnspythonTransport,
+    AsyncDnsTransport,
+    DnspythonTransport,
+    DnsTransport,
+)
+from ._io.fakeworld import FakeWorld, WorldError
+from ._io.https_transport import (
     AsyncH11HttpsTransport,
     AsyncHttpsTransport,
     H11HttpsTransport,
     HttpsTransport,
 )
-from ._machine import ResolutionMachine
-from ._resolver import AsyncResolver, Resolver
-from ._settings import IpPolicy, Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
-from ._srv import order_srv_records
+from ._io.resolver import AsyncResolver, Resolver
 
 __version__ = "0.1.0"
 

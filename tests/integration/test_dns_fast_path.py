@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from mxresolve import AsyncDnspythonTransport, DnspythonTransport, DnsQuery, DnsResult, RecordType
-from mxresolve._dns_transport import _HANDLED, _failure, _result
+from mxresolve._io.dns_transport import _HANDLED, _failure, _result
 
 from .world import SERVFAIL_ZONES, ZONE, LoopbackWorld, parse_zone
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from ._events import HttpsResponse
+from .events import HttpsResponse
 
 __all__ = ["Freshness", "freshness_lifetime", "parse_cache_control"]
 

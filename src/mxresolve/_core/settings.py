@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ._errors import InvalidSettings
+from .errors import InvalidSettings
 
 __all__ = ["IpPolicy", "Settings", "SrvFailurePolicy", "SrvTargetAliasPolicy", "SrvDotPolicy"]
 

@@ -30,7 +30,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ._errors import InvalidServerName
+from .errors import InvalidServerName
 
 __all__ = [
     "HostKind",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from urllib.parse import urljoin, urlsplit
 
-from ._errors import InvalidServerName
-from ._events import HttpsGet
-from ._grammar import ServerName, parse_server_name
+from .errors import InvalidServerName
+from .events import HttpsGet
+from .grammar import ServerName, parse_server_name
 
 __all__ = [
     "REDIRECT_STATUSES",

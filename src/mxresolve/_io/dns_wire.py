@@ -16,7 +16,7 @@ import struct
 import dns.ipv4
 import dns.ipv6
 
-from ._events import DnsResult, DnsStatus, RecordType, SrvRecord
+from .._core.events import DnsResult, DnsStatus, RecordType, SrvRecord
 
 __all__ = ["Question", "decode_response", "encode_query"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._events import Resolution, ResolutionFailure, Target
+    from .events import Resolution, ResolutionFailure, Target
 
 __all__ = [
     "ConnectError",

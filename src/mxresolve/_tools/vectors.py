@@ -18,10 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._cache import ResolverCache
-from ._events import HttpsGet, Request, Resolution, ResolutionFailure, Target
-from ._fakeworld import FakeWorld, WorldError
-from ._settings import IpPolicy, Settings
+from .._core.cache import ResolverCache
+from .._core.events import HttpsGet, Request, Resolution, ResolutionFailure, Target
+from .._core.settings import IpPolicy, Settings
+from .._io.fakeworld import FakeWorld, WorldError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -116,7 +116,7 @@ def bundled_vectors() -> Path:
     shipped = resources.files("mxresolve").joinpath("_spec_vectors").joinpath("vectors")
     if shipped.is_dir():
         return Path(str(shipped))
-    return Path(__file__).resolve().parents[2] / "spec-vectors" / "vectors"
+    return Path(__file__).resolve().parents[3] / "spec-vectors" / "vectors"
 
 
 def load_vectors(paths: Iterable[Path | str] = ()) -> list[Vector]:

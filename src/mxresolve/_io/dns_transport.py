@@ -23,9 +23,9 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from ._dns_wire import Question, decode_response, encode_query, is_reply_to
-from ._errors import InvalidSettings
-from ._events import DnsQuery, DnsResult, DnsStatus, RecordType, SrvRecord
+from .._core.errors import InvalidSettings
+from .._core.events import DnsQuery, DnsResult, DnsStatus, RecordType, SrvRecord
+from .dns_wire import Question, decode_response, encode_query, is_reply_to
 
 _R = TypeVar("_R", bound=dns.resolver.BaseResolver)
 

@@ -20,15 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from ._cache import ResolverCache
-from ._dns_transport import (
-    AsyncDnspythonTransport,
-    AsyncDnsTransport,
-    DnspythonTransport,
-    DnsTransport,
-)
-from ._errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
-from ._events import (
+from .._core.cache import ResolverCache
+from .._core.errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
+from .._core.events import (
     NEED_RESULTS,
     DnsQuery,
     DnsResult,
@@ -42,16 +36,22 @@ from ._events import (
     ResolutionFailure,
     Target,
 )
-from ._grammar import ServerName, parse_server_name
-from ._https_transport import (
+from .._core.grammar import ServerName, parse_server_name
+from .._core.machine import ResolutionMachine
+from .._core.settings import IpPolicy, Settings
+from .dns_transport import (
+    AsyncDnspythonTransport,
+    AsyncDnsTransport,
+    DnspythonTransport,
+    DnsTransport,
+)
+from .https_transport import (
     AsyncH11HttpsTransport,
     AsyncHttpsTransport,
     H11HttpsTransport,
     HttpsTransport,
 )
-from ._machine import ResolutionMachine
-from ._net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp, make_ssl_context
-from ._settings import IpPolicy, Settings
+from .net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp, make_ssl_context
 
 __all__ = ["AsyncResolver", "Resolver"]
 

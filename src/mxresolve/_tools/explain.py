@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ._events import Resolution, ResolutionFailure, TraceEvent, TraceKind
+from .._core.events import Resolution, ResolutionFailure, TraceEvent, TraceKind
 
 __all__ = ["render_result", "render_trace"]
 

@@ -21,12 +21,12 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from ._errors import InvalidServerName, MxresolveError
-from ._events import FailureKind, Resolution
-from ._explain import render_result
-from ._resolver import Resolver
-from ._settings import Settings
-from ._vectors import Vector, VectorFormatError, load_vectors, run_vector
+from .._core.errors import InvalidServerName, MxresolveError
+from .._core.events import FailureKind, Resolution
+from .._core.settings import Settings
+from .._io.resolver import Resolver
+from .explain import render_result
+from .vectors import Vector, VectorFormatError, load_vectors, run_vector
 
 __all__ = ["main"]
 

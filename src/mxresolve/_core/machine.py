@@ -35,10 +35,10 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from ._cache import ResolverCache, WellKnownEntry, well_known_lifetime
-from ._cachecontrol import freshness_lifetime
-from ._errors import InvalidServerName, LocalProtocolError
-from ._events import (
+from .cache import ResolverCache, WellKnownEntry, well_known_lifetime
+from .cachecontrol import freshness_lifetime
+from .errors import InvalidServerName, LocalProtocolError
+from .events import (
     NEED_RESULTS,
     DnsQuery,
     DnsResult,
@@ -59,10 +59,10 @@ from ._events import (
     TraceEvent,
     TraceKind,
 )
-from ._grammar import DEFAULT_PORT, HostKind, ServerName, parse_server_name, server_name_advisories
-from ._settings import Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
-from ._srv import order_srv_records
-from ._wellknown import (
+from .grammar import DEFAULT_PORT, HostKind, ServerName, parse_server_name, server_name_advisories
+from .settings import Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
+from .srv import order_srv_records
+from .wellknown import (
     REDIRECT_STATUSES,
     InvalidWellKnown,
     RedirectRefused,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ._events import SrvRecord
+from .events import SrvRecord
 
 __all__ = ["order_srv_records"]
 

@@ -16,10 +16,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ._errors import InvalidSettings
-from ._events import DnsResult, DnsStatus, RecordType
-from ._grammar import ServerName
-from ._settings import Settings
+from .errors import InvalidSettings
+from .events import DnsResult, DnsStatus, RecordType
+from .grammar import ServerName
+from .settings import Settings
 
 __all__ = ["ResolverCache", "WellKnownEntry"]
 

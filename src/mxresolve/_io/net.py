@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import certifi
 
-from ._events import HttpsFailureKind
+from .._core.events import HttpsFailureKind
 
 __all__ = [
     "ConnectFailed",
@@ -52,7 +52,7 @@ def make_ssl_context(
     try:
         context = ssl.create_default_context(cafile=cafile or certifi.where())
     except (OSError, ssl.SSLError) as exc:
-        from ._errors import InvalidSettings
+        from .._core.errors import InvalidSettings
 
         raise InvalidSettings(f"cafile {cafile!r} cannot be loaded: {exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2

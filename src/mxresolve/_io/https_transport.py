@@ -16,8 +16,7 @@ import ssl
 import time
 from typing import Generic, Protocol, TypeVar
 
-from ._dns_transport import AsyncDnsTransport, DnsTransport
-from ._events import (
+from .._core.events import (
     DnsQuery,
     DnsResult,
     DnsStatus,
@@ -27,9 +26,10 @@ from ._events import (
     HttpsResponse,
     RecordType,
 )
-from ._http1 import Http1Exchange
-from ._net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp
-from ._settings import IpPolicy
+from .._core.settings import IpPolicy
+from .dns_transport import AsyncDnsTransport, DnsTransport
+from .http1 import Http1Exchange
+from .net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp
 
 __all__ = ["AsyncH11HttpsTransport", "AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
 

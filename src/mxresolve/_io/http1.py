@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import h11
 
-from ._events import HttpsFailure, HttpsFailureKind, HttpsGet, HttpsResponse
+from .._core.events import HttpsFailure, HttpsFailureKind, HttpsGet, HttpsResponse
 
 __all__ = ["USER_AGENT", "Http1Exchange"]
 

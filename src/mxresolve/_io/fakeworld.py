@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._cache import ResolverCache
-from ._errors import InvalidServerName
-from ._events import (
+from .._core.cache import ResolverCache
+from .._core.errors import InvalidServerName
+from .._core.events import (
     NEED_RESULTS,
     DnsQuery,
     DnsResult,
@@ -48,9 +48,9 @@ from ._events import (
     ResolutionFailure,
     SrvRecord,
 )
-from ._grammar import ServerName
-from ._machine import ResolutionMachine, invalid_server_name_failure
-from ._settings import Settings
+from .._core.grammar import ServerName
+from .._core.machine import ResolutionMachine, invalid_server_name_failure
+from .._core.settings import Settings
 
 __all__ = ["FakeWorld", "WorldError", "merge_patch"]
 
