@@ -350,3 +350,80 @@ def test_a_loop_without_add_reader_falls_back_to_dnspython() -> None:
 
     with _udp_server(_answer_a) as port:
         assert asyncio.run(run(port)) == ("192.0.2.7",)
+
+
+class _NodelaySpy(socket.socket):
+    """A socket that records, at each connect, whether Nagle's algorithm was off."""
+
+    seen: list[int] = []  # noqa: RUF012 (reset per test by the fixture)
+
+    def _record(self) -> None:
+        if self.type == socket.SOCK_STREAM:
+            _NodelaySpy.seen.append(self.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    def connect(self, address: object) -> None:  # type: ignore[override]
+        self._record()
+        super().connect(address)  # type: ignore[arg-type]
+
+    def connect_ex(self, address: object) -> int:  # type: ignore[override]
+        self._record()
+        return super().connect_ex(address)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def nodelay_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    _NodelaySpy.seen = []
+    monkeypatch.setattr(socket, "socket", _NodelaySpy)
+    return _NodelaySpy.seen
+
+
+def test_the_sync_well_known_fetch_turns_nagle_off(ca: trustme.CA, nodelay_spy: list[int]) -> None:
+    # Go TLS servers delay their ACK of our Finished; with Nagle on, the request then
+    # waits 40 ms for it (issue 10). Every TCP socket must connect with TCP_NODELAY set.
+    for port in _serve_tls(ca, lambda tls: tls.sendall(CASES["a well-formed 200"][0])):
+        assert isinstance(_fetch(ca, port), HttpsResponse)
+    assert nodelay_spy
+    assert all(nodelay_spy), nodelay_spy
+
+
+def test_the_async_well_known_fetch_turns_nagle_off(ca: trustme.CA, nodelay_spy: list[int]) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    for port in _serve_tls(ca, lambda tls: tls.sendall(CASES["a well-formed 200"][0])):
+        transport = AsyncH11HttpsTransport(
+            AsyncDnspythonTransport(["127.0.0.1:9"]), ssl_context=context, ip_policy=LOOPBACK
+        )
+        request = HttpsGet(
+            url=f"https://127.0.0.1:{port}/.well-known/matrix/server",
+            host="127.0.0.1",
+            port=port,
+            target="/.well-known/matrix/server",
+            host_header=f"127.0.0.1:{port}",
+            max_body_bytes=51200,
+        )
+        assert isinstance(asyncio.run(transport.fetch(request, timeout=3.0)), HttpsResponse)
+    assert nodelay_spy
+    assert all(nodelay_spy), nodelay_spy
+
+
+def test_connect_turns_nagle_off_in_both_drivers(ca: trustme.CA, nodelay_spy: list[int]) -> None:
+    from mxresolve import AsyncResolver, Resolver
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    for port in _serve_tls(ca, lambda tls: None):
+        name = f"127.0.0.1:{port}"
+        stream, _ = Resolver(ssl_context=context, allow_ips=["127.0.0.0/8"]).connect(name)
+        assert stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        stream.close()
+
+        async def connect_async(name: str) -> None:
+            resolver = AsyncResolver(ssl_context=context, allow_ips=["127.0.0.0/8"])
+            _, writer, _ = await resolver.connect(name)
+            sock = writer.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+
+        asyncio.run(connect_async(name))
+    assert len(nodelay_spy) >= 2
+    assert all(nodelay_spy), nodelay_spy

@@ -28,6 +28,7 @@ __all__ = [
     "connect_tcp",
     "interleave",
     "make_ssl_context",
+    "tcp_socket",
 ]
 
 ATTEMPT_DELAY = 0.25  # RFC 8305 §5: "Connection Attempt Delay", recommended 250 ms
@@ -90,6 +91,24 @@ def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
+def tcp_socket(address: str) -> socket.socket:
+    """A non-blocking TCP socket for ``address`` with Nagle's algorithm off.
+
+    Nagle must be off: a Go ``crypto/tls`` server (Caddy, Traefik) sends its session
+    tickets before it reads our Finished, so it has nothing to send back when the
+    Finished arrives and delays its ACK (40 ms on Linux). With Nagle on, the request
+    written right after the Finished waits for that ACK.
+    """
+    sock = socket.socket(_family(address), socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _summary(errors: list[tuple[str, BaseException]]) -> ConnectFailed:
     if not errors:
         return ConnectFailed(HttpsFailureKind.CONNECT_TIMEOUT, "no connection in time")
@@ -120,8 +139,7 @@ def connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.
                 address = ordered[started]
                 started += 1
                 next_start = now + ATTEMPT_DELAY
-                sock = socket.socket(_family(address), socket.SOCK_STREAM)
-                sock.setblocking(False)
+                sock = tcp_socket(address)
                 code = sock.connect_ex((address, port))
                 if code in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
                     selector.register(sock, selectors.EVENT_WRITE, address)
@@ -157,8 +175,7 @@ async def async_connect_tcp(addresses: Sequence[str], port: int, deadline: float
     winner: socket.socket | None = None
 
     async def attempt(address: str) -> socket.socket:
-        sock = socket.socket(_family(address), socket.SOCK_STREAM)
-        sock.setblocking(False)
+        sock = tcp_socket(address)
         try:
             await loop.sock_connect(sock, (address, port))
         except BaseException:
