@@ -75,9 +75,20 @@ ERROR_KINDS: frozenset[str] = frozenset(
 )
 READY_TIMEOUT = 10.0  # seconds to wait for a server to become ready
 STOP_TIMEOUT = 5.0  # seconds to wait for a server to exit after SIGTERM
+
+
 # The world owns fixed sockets (127.0.1.x:443, [::1]:443, ...), so only one can run per
 # machine: later ones wait for this lock (flock is released even if its holder is killed).
-LOCK_PATH = Path(tempfile.gettempdir()) / "mxresolve-loopback-world.lock"
+# Per network namespace: runs in private namespaces (tests/netns.py) never wait on each other.
+def _lock_path() -> Path:
+    try:
+        namespace = str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        namespace = "host"
+    return Path(tempfile.gettempdir()) / f"mxresolve-loopback-world-{namespace}.lock"
+
+
+LOCK_PATH = _lock_path()
 LOCK_WAIT_ENV = "MXRESOLVE_WORLD_WAIT"  # seconds to wait for the lock (default 120)
 DIR_PREFIX = "mxworld-"
 
@@ -1909,8 +1920,8 @@ class NginxServer:
 class _MachineLock:
     """Exclusive, bounded-wait flock on ``LOCK_PATH``; records the holder for error messages."""
 
-    def __init__(self, path: Path = LOCK_PATH) -> None:
-        self.path = path
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else _lock_path()
         self.fd: int | None = None
 
     def acquire(self, timeout: float) -> None:
