@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the real servers used by the loopback integration world (tests/integration):
-# Knot DNS (authoritative DNS) and nginx (HTTPS). The tests run their own foreground
-# instances from temp dirs, so the distribution's service instances must not run.
+# Knot DNS (authoritative DNS), nginx (HTTPS over OpenSSL) and Caddy (HTTPS over Go's
+# crypto/tls). The tests run their own foreground instances from temp dirs, so the
+# distribution's service instances must not run.
 # Idempotent; meant for a fresh Debian bookworm machine, run as root.
 set -euo pipefail
 
-PACKAGES=(knot nginx-light)
+PACKAGES=(knot nginx-light caddy)
 POLICY=/usr/sbin/policy-rc.d
 
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -15,7 +16,7 @@ fi
 
 have_all() {
     command -v knotd >/dev/null 2>&1 && command -v knotc >/dev/null 2>&1 \
-        && command -v nginx >/dev/null 2>&1
+        && command -v nginx >/dev/null 2>&1 && command -v caddy >/dev/null 2>&1
 }
 
 # Stop a system-service instance through the init system, then by the pid in its pidfile.
@@ -61,11 +62,13 @@ fi
 
 stop_service nginx /run/nginx.pid
 stop_service knot /run/knot/knot.pid
+stop_service caddy /run/caddy/caddy.pid
 
 if ! have_all; then
-    echo "install-servers.sh: knotd/knotc/nginx still missing after install" >&2
+    echo "install-servers.sh: knotd/knotc/nginx/caddy still missing after install" >&2
     exit 1
 fi
 
 echo "knotd: $(knotd --version 2>&1 | head -n1)"
 echo "nginx: $(nginx -v 2>&1 | head -n1)"
+echo "caddy: $(caddy version 2>&1 | head -n1)"

@@ -1,7 +1,8 @@
-"""Fixtures for integration tests against the loopback world (Knot DNS + nginx + black hole).
+"""Fixtures for integration tests against the loopback world (Knot DNS, nginx, Caddy and a
+black hole).
 
-``loopback_world`` starts one world per session. Without knotd/nginx (or root for :443) the
-tests using it are skipped, unless MXRESOLVE_REQUIRE_INTEGRATION=1, which turns that into a
+``loopback_world`` starts one world per session. Without knotd/nginx/caddy (or root for :443)
+the tests using it are skipped, unless MXRESOLVE_REQUIRE_INTEGRATION=1, which turns that into a
 failure. A test that takes a ``loopback_scenario`` argument runs once per catalogue scenario.
 """
 
@@ -20,7 +21,7 @@ REQUIRE_ENV = "MXRESOLVE_REQUIRE_INTEGRATION"
 def pytest_configure(config: pytest.Config) -> None:
     # Harmless if pyproject.toml registers the marker too.
     config.addinivalue_line(
-        "markers", "integration: runs against real servers on loopback (Knot DNS, nginx)"
+        "markers", "integration: runs against real servers on loopback (Knot DNS, nginx, Caddy)"
     )
 
 

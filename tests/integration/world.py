@@ -4,10 +4,14 @@ The world is:
 
 * Knot DNS, authoritative for the test zone ``mxtest.`` (plus deliberately unloadable zones,
   which Knot answers with SERVFAIL), listening on 127.0.0.1 and ::1 at a free high port;
-* nginx serving ``/.well-known/matrix/server`` on 127.0.1.N:443 and [::1]:443 (good, bad,
-  redirecting, slow, oversized, wrong certificates) and the "target" homeservers on the
+* nginx (OpenSSL) serving ``/.well-known/matrix/server`` on 127.0.1.N:443 and [::1]:443 (good,
+  bad, redirecting, slow, oversized, wrong certificates) and the "target" homeservers on the
   addresses and ports the scenarios expect, each presenting a certificate from a throwaway
   ``trustme`` CA for the name a resolver must verify;
+* Caddy (Go's crypto/tls) serving the ``cy-*`` scenarios the same way: well-known sites on
+  127.0.4.N:443, targets on 127.0.5.N. Each site and scenario says which server serves it
+  (``server``). Every target, and every site, answers ``/_matrix/federation/v1/version`` with
+  the Host header and the SNI the server saw (an echo for tests of Host and SNI);
 * a black hole: UDP+TCP sockets that accept queries/connections and never answer.
 
 Traffic stays on 127.0.0.0/8 and ::1. ``SCENARIOS`` is the catalogue: server name plus the
@@ -135,6 +139,8 @@ class Scenario:
     (bytes) is at most this. ``expects_warning``: the resolver should trace a warning (SRV target
     that is a CNAME). ``target_tls_ok``: whether a verified TLS connection to the targets (with
     ``tls_server_name``) succeeds; False when the world deliberately serves a wrong certificate.
+    ``server``: the TLS server ("nginx" or "caddy") serving the name's well-known (if any) and
+    its targets, for tests and reports that group by server.
     """
 
     name: str
@@ -150,6 +156,7 @@ class Scenario:
     wk_size_limit_max: int | None = None
     target_tls_ok: bool = True
     spec_refs: tuple[str, ...] = ()
+    server: ServerKind = "nginx"
 
     @property
     def ok(self) -> bool:
@@ -375,6 +382,20 @@ cname-hop2          A     127.0.3.45
 nodata              TXT   "no address records here"
 target-badcert      A     127.0.3.46
 ; nx.mxtest and nx-port.mxtest are deliberately absent (NXDOMAIN)
+
+; ---- served by Caddy (Go crypto/tls): well-known hosts on 127.0.4.N:443, targets on 127.0.5.N
+cy-wk-port          A     127.0.4.1
+cy-wk-srv           A     127.0.4.2
+cy-wk-redir         A     127.0.4.3
+cy-wk-dest          A     127.0.4.4
+cy-wk-404           A     127.0.4.5
+_matrix-fed._tcp.cy-wk-404 SRV 10 0 8448 cy-t-fed
+cy-wk-nosrv         A     127.0.4.6
+cy-deleg-port       A     127.0.5.1
+_matrix-fed._tcp.cy-deleg-srv SRV 10 0 8443 cy-t-srv
+cy-t-srv            A     127.0.5.2
+cy-t-fed            A     127.0.5.3
+cy-deleg-plain      A     127.0.5.4
 """
 
 # Zones Knot is configured for whose zone file is unloadable: Knot answers SERVFAIL for every
@@ -386,6 +407,11 @@ SERVFAIL_ZONES: tuple[str, ...] = (
 )
 
 CertKind = Literal["valid", "wrong-name", "self-signed", "expired", "untrusted-ca"]
+# The TLS server that serves a site or a scenario's hosts: nginx (OpenSSL) or Caddy (Go's
+# crypto/tls). They differ on the wire (Go sends its session tickets before it reads the
+# client's Finished), so some scenarios are served by each.
+ServerKind = Literal["nginx", "caddy"]
+SERVER_KINDS: tuple[ServerKind, ...] = ("nginx", "caddy")
 WRONG_NAME = _n("wrong-name")  # the name in every deliberately wrong-name certificate
 WK_PATH = "/.well-known/matrix/server"
 MOVED_PATH = "/.well-known/matrix/server-moved"
@@ -422,6 +448,7 @@ class WellKnownSite:
     relative_redirect: bool = False  # Location is a path, served by the same site
     port: int = 443
     tls: bool = True
+    server: ServerKind = "nginx"
 
 
 def _redirect(host: str, addr: str, status: int, to_host: str, **kw: Any) -> WellKnownSite:
@@ -436,6 +463,7 @@ def _body(host: str, addr: str, body: bytes, **kw: Any) -> WellKnownSite:
 
 _DELEG_PORT = _json({"m.server": "deleg-port.mxtest:8443"})
 _DELEG_REDIR = _json({"m.server": "deleg-redir.mxtest:8443"})
+_CY_DELEG_PORT = _json({"m.server": "cy-deleg-port.mxtest:8443"})
 # Bodies that would delegate to a trap if a resolver wrongly accepted them.
 _TRAP_DELEGATION = "127.0.3.97:8448"
 
@@ -526,6 +554,21 @@ SITES: tuple[WellKnownSite, ...] = (
     # Slow (drips ~1 byte/s after the headers) and oversized; both valid (trap) delegations.
     _body(_n("wk-slow"), "127.0.1.60", _padded_json(_TRAP_DELEGATION, SLOW_BYTES), slow=True),
     _body(_n("wk-oversized"), "127.0.1.61", _padded_json(_TRAP_DELEGATION, OVERSIZED_BYTES)),
+    # Served by Caddy (Go TLS).
+    _body(
+        _n("cy-wk-port"),
+        "127.0.4.1",
+        _CY_DELEG_PORT,
+        cache_control="max-age=3600",
+        server="caddy",
+    ),
+    _body(_n("cy-wk-srv"), "127.0.4.2", _json({"m.server": "cy-deleg-srv.mxtest"}), server="caddy"),
+    _redirect(_n("cy-wk-redir"), "127.0.4.3", 301, _n("cy-wk-dest"), server="caddy"),
+    _body(_n("cy-wk-dest"), "127.0.4.4", _CY_DELEG_PORT, server="caddy"),
+    WellKnownSite(host=_n("cy-wk-404"), addresses=("127.0.4.5",), status=404, server="caddy"),
+    _body(
+        _n("cy-wk-nosrv"), "127.0.4.6", _json({"m.server": "cy-deleg-plain.mxtest"}), server="caddy"
+    ),
 )
 
 # TCP endpoints that accept connections and never answer (served by the black hole thread).
@@ -1154,6 +1197,63 @@ SCENARIOS: tuple[Scenario, ...] = (
         error_alternatives=("deadline_exceeded",),
         nameserver="blackhole",
     ),
+    # ---- the same paths through Caddy (Go TLS): well-known hosts and targets
+    _S(
+        "cy-wk-port",
+        "cy-wk-port.mxtest",
+        "3.2",
+        "Caddy: m.server name:port, the target served by Caddy",
+        targets=(
+            _t(
+                _n("cy-deleg-port"),
+                8443,
+                ["127.0.5.1"],
+                "cy-deleg-port.mxtest:8443",
+                _n("cy-deleg-port"),
+            ),
+        ),
+        server="caddy",
+    ),
+    _S(
+        "cy-wk-srv",
+        "cy-wk-srv.mxtest",
+        "3.3",
+        "Caddy: m.server without port, _matrix-fed SRV to a Caddy target",
+        targets=(_srv("cy-t-srv", 8443, ["127.0.5.2"], _n("cy-deleg-srv"), 10),),
+        server="caddy",
+    ),
+    _S(
+        "cy-wk-redir",
+        "cy-wk-redir.mxtest",
+        "3.2",
+        "Caddy: 301 to another Caddy host, then a valid delegation",
+        targets=(
+            _t(
+                _n("cy-deleg-port"),
+                8443,
+                ["127.0.5.1"],
+                "cy-deleg-port.mxtest:8443",
+                _n("cy-deleg-port"),
+            ),
+        ),
+        server="caddy",
+    ),
+    _S(
+        "cy-wk-404",
+        "cy-wk-404.mxtest",
+        "4",
+        "Caddy: well-known 404, then _matrix-fed SRV to a Caddy target",
+        targets=(_srv("cy-t-fed", 8448, ["127.0.5.3"], _n("cy-wk-404"), 10),),
+        server="caddy",
+    ),
+    _S(
+        "cy-wk-nosrv",
+        "cy-wk-nosrv.mxtest",
+        "3.5",
+        "Caddy: m.server without port and no SRV: the delegated name's A record, port 8448",
+        targets=_step6("cy-deleg-plain", ["127.0.5.4"]),
+        server="caddy",
+    ),
 )
 
 SCENARIOS_BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
@@ -1239,6 +1339,27 @@ def check_catalogue() -> list[str]:
         got = zone_addresses(zone, ws.host)
         if got != set(ws.addresses):
             problems.append(f"site {ws.host}: zone gives {got}, site listens on {ws.addresses}")
+    sites_by_host = {ws.host: ws for ws in SITES}
+    for s in SCENARIOS:
+        ws = sites_by_host.get(s.server_name.partition(":")[0])
+        if ws is not None and ws.server != s.server:
+            problems.append(f"{s.name}: served by {s.server}, its well-known by {ws.server}")
+    for ws in SITES:
+        if ws.server == "caddy" and (not ws.tls or ws.cert != "valid" or ws.slow):
+            problems.append(f"site {ws.host}: Caddy sites are plain valid-certificate HTTPS")
+        if ws.server == "caddy" and ws.relative_redirect:
+            problems.append(f"site {ws.host}: Caddy sites have no relative redirects")
+    for ids in _target_sockets("caddy").values():
+        # Caddy picks a certificate by SNI; no SNI is sent for an IP literal.
+        problems += [f"Caddy target {i} is an IP literal" for i in ids if _is_ip(i)]
+    owner: dict[Socket, ServerKind] = {}
+    for server in SERVER_KINDS:
+        socks = set(_target_sockets(server)) | {
+            (a, ws.port) for ws in SITES if ws.server == server for a in ws.addresses
+        }
+        for sock in socks:
+            if owner.setdefault(sock, server) != server:
+                problems.append(f"{sock} is served by both {owner[sock]} and {server}")
     seen: dict[tuple[str, int, str], str] = {}
     for sock, names_ in _sni_map().items():
         for n in names_:
@@ -1351,10 +1472,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
         return subprocess.Popen(
             argv,
+            env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -1683,10 +1807,13 @@ class KnotServer:
 Socket = tuple[str, int]
 
 
-def _target_sockets() -> dict[Socket, dict[str, CertKind]]:
-    """(address, port) -> {tls identity: cert kind} for every expected target."""
+def _target_sockets(server: ServerKind | None = None) -> dict[Socket, dict[str, CertKind]]:
+    """(address, port) -> {tls identity: cert kind} for every expected target (of ``server``'s
+    scenarios only, if given)."""
     out: dict[Socket, dict[str, CertKind]] = {}
     for s in SCENARIOS:
+        if server is not None and s.server != server:
+            continue
         kind: CertKind = "valid" if s.target_tls_ok else "wrong-name"
         for t in s.targets:
             for a in t.addresses:
@@ -1819,9 +1946,11 @@ class NginxServer:
         sockets: dict[Socket, bool] = {}
         sites_by_socket: dict[Socket, list[WellKnownSite]] = {}
         for ws in SITES:
+            if ws.server != "nginx":
+                continue
             for a in ws.addresses:
                 sites_by_socket.setdefault((a, ws.port), []).append(ws)
-        targets = _target_sockets()
+        targets = _target_sockets("nginx")
         for sock in sorted(set(sites_by_socket) | set(targets)):
             if ":" in sock[0] and not self.ipv6:
                 continue
@@ -1913,6 +2042,164 @@ class NginxServer:
 
 
 # =============================================================================================
+# Caddy (Go crypto/tls)
+# =============================================================================================
+
+CADDY_SERVER_NAME = "caddy-test"
+
+
+def _caddy_echo(site: str) -> dict[str, Any]:
+    # The Host header and the SNI Caddy saw, like nginx's $http_host and $ssl_server_name.
+    # static_response replaces only known placeholders, so the JSON's own braces stay.
+    body = (
+        '{"server":{"name":"' + CADDY_SERVER_NAME + '","version":"1"},'
+        '"host":"{http.request.hostport}","sni":"{http.request.tls.server_name}",'
+        f'"site":"{site}"}}'
+    )
+    return {
+        "handler": "static_response",
+        "status_code": 200,
+        "headers": {"Content-Type": ["application/json"]},
+        "body": body,
+    }
+
+
+class CaddyServer:
+    """Caddy 2 in the foreground from a generated JSON config: the well-known sites and targets
+    whose ``server`` is "caddy". No admin endpoint, no automatic HTTPS or ACME, no HTTP/3;
+    certificates from the world's CA, loaded from files."""
+
+    def __init__(self, directory: Path, certs: Certs) -> None:
+        self.dir = directory
+        self.certs = certs
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "caddy.log"
+        self.access_log = self.dir / "access.log"
+        self.sockets: list[Socket] = []
+
+    def _routes(self) -> tuple[list[dict[str, Any]], set[str]]:
+        routes: list[dict[str, Any]] = []
+        identities: set[str] = set()
+        for ws in SITES:
+            if ws.server != "caddy":
+                continue
+            identities.add(ws.host)
+            headers: dict[str, list[str]] = {}
+            if ws.status == 200:
+                headers["Content-Type"] = [ws.content_type]
+            if ws.cache_control:
+                headers["Cache-Control"] = [ws.cache_control]
+            if ws.location is not None:
+                headers["Location"] = [ws.location]
+            wk: dict[str, Any] = {
+                "handler": "static_response",
+                "status_code": ws.status,
+                "headers": headers,
+            }
+            if ws.status == 200:
+                wk["body"] = ws.body.decode()
+            host = [{"host": [ws.host]}]
+            routes += [
+                {"match": [{"host": [ws.host], "path": [WK_PATH]}], "handle": [wk]},
+                {
+                    "match": [{"host": [ws.host], "path": [VERSION_PATH]}],
+                    "handle": [_caddy_echo(ws.host)],
+                },
+                {"match": host, "handle": [{"handler": "static_response", "status_code": 404}]},
+            ]
+        for ids in _target_sockets("caddy").values():
+            identities.update(ids)
+        # Targets: the echo whatever the Host header (nginx picks their block by SNI alone).
+        echo = _caddy_echo("target {http.request.tls.server_name}")
+        routes.append({"match": [{"path": [VERSION_PATH]}], "handle": [echo]})
+        routes.append({"handle": [{"handler": "static_response", "status_code": 404}]})
+        return routes, identities
+
+    def _config(self) -> dict[str, Any]:
+        routes, identities = self._routes()
+        socks = set(_target_sockets("caddy")) | {
+            (a, ws.port) for ws in SITES if ws.server == "caddy" for a in ws.addresses
+        }
+        self.sockets = sorted(socks)
+        files = []
+        for identity in sorted(identities):
+            crt, key = self.certs.pair(identity)
+            files.append({"certificate": str(crt), "key": str(key)})
+        return {
+            "admin": {"disabled": True, "config": {"persist": False}},
+            "storage": {"module": "file_system", "root": str(self.dir / "data")},
+            "logging": {
+                "logs": {
+                    "default": {
+                        "level": "INFO",
+                        "writer": {"output": "file", "filename": str(self.dir / "server.log")},
+                        "exclude": ["http.log.access"],
+                    },
+                    "access": {
+                        "level": "INFO",
+                        "writer": {"output": "file", "filename": str(self.access_log)},
+                        "include": ["http.log.access"],
+                    },
+                }
+            },
+            "apps": {
+                "http": {
+                    "servers": {
+                        "world": {
+                            "listen": [_listen(a, p) for a, p in self.sockets],
+                            "automatic_https": {"disable": True},
+                            "tls_connection_policies": [{}],
+                            "protocols": ["h1", "h2"],
+                            "routes": routes,
+                            "logs": {},
+                        }
+                    }
+                },
+                "tls": {"certificates": {"load_files": files}},
+            },
+        }
+
+    def start(self) -> None:
+        caddy = find_binary("caddy")
+        if caddy is None:
+            raise WorldError("caddy not found (install the Debian package 'caddy')")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "caddy.json"
+        conf.write_text(json.dumps(self._config(), indent=1))
+        busy = [s for s in self.sockets if _tcp_accepts(*s, timeout=0.2)]
+        if busy:
+            raise WorldError(f"something already listens on {busy[:5]} (a stale Caddy?)")
+        home = str(self.dir / "home")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "XDG_CONFIG_HOME": home,
+            "XDG_DATA_HOME": home,
+        }
+        self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log, env=env)
+        deadline = time.monotonic() + READY_TIMEOUT
+        pending = list(self.sockets)
+        while pending:
+            if self.proc.poll() is not None:
+                raise WorldError(
+                    f"caddy exited with code {self.proc.returncode} during startup:\n"
+                    + _tail(self.log)
+                )
+            if time.monotonic() > deadline:
+                raise WorldError(
+                    f"caddy not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
+                    + _tail(self.log)
+                )
+            if _tcp_accepts(*pending[0]):
+                pending.pop(0)
+            else:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+
+
+# =============================================================================================
 # The world
 # =============================================================================================
 
@@ -1991,7 +2278,7 @@ def _remove_stale_dirs() -> None:
 
 @dataclass
 class LoopbackWorld:
-    """Knot + nginx + black hole, started together. Use as a context manager.
+    """Knot + nginx + Caddy + black hole, started together. Use as a context manager.
 
     Attributes for a resolver under test: ``nameserver`` / ``blackhole_nameserver``
     ("127.0.0.1:PORT"), ``cafile`` (test CA PEM), ``allow_ips``; ``resolver_config(s)`` bundles
@@ -2011,6 +2298,7 @@ class LoopbackWorld:
         self.certs: Certs | None = None
         self.knot: KnotServer | None = None
         self.nginx: NginxServer | None = None
+        self.caddy: CaddyServer | None = None
         self.blackhole: BlackHole | None = None
 
     # -- public API -------------------------------------------------------------------------
@@ -2059,6 +2347,8 @@ class LoopbackWorld:
             parts.append("--- knotd\n" + _tail(self.knot.log))
         if self.nginx is not None:
             parts.append("--- nginx error.log\n" + _tail(self.nginx.error_log))
+        if self.caddy is not None:
+            parts.append("--- caddy\n" + _tail(self.caddy.log))
         return "\n".join(parts)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -2078,6 +2368,8 @@ class LoopbackWorld:
             self.knot.start()
             self.nginx = NginxServer(self.dir / "nginx", self.certs)
             self.nginx.start()
+            self.caddy = CaddyServer(self.dir / "caddy", self.certs)
+            self.caddy.start()
             self.blackhole = BlackHole(HANG_ENDPOINTS)
             self.blackhole.start()
         except BaseException:
@@ -2087,7 +2379,7 @@ class LoopbackWorld:
 
     def stop(self) -> None:
         errors: list[BaseException] = []
-        for part in (self.blackhole, self.nginx, self.knot):
+        for part in (self.blackhole, self.caddy, self.nginx, self.knot):
             if part is None:
                 continue
             try:
@@ -2117,6 +2409,8 @@ def missing_prerequisites() -> list[str]:
         missing.append("knotd not installed (apt-get install knot; see .ci/install-servers.sh)")
     if find_binary("nginx") is None:
         missing.append("nginx not installed (apt-get install nginx-light)")
+    if find_binary("caddy") is None:
+        missing.append("caddy not installed (apt-get install caddy)")
     if os.geteuid() != 0:
         try:
             start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
