@@ -7,56 +7,67 @@ in-memory :class:`FakeWorld` for tests, and the vectors that pin the behaviour.
 Everything in ``__all__`` is the public API; modules starting with ``_`` are not.
 """
 
-from ._core.cache import ResolverCache, WellKnownEntry
-from ._core.errors import (
-    ConnectError,
-    InvalidServerName,
-    InvalidSettings,
-    LocalProtocolError,
-    MxresolveError,
-    ResolutionError,
-)
-from ._core.events import (
-    NEED_RESULTS,
-    DnsQuery,
-    DnsResult,
-    DnsStatus,
-    FailureKind,
-    HttpsFailure,
-    HttpsFailureKind,
-    HttpsGet,
-    HttpsResponse,
-    Outcome,
-    RecordType,
-    Request,
-    Resolution,
-    ResolutionFailure,
-    SrvRecord,
-    Step,
-    Target,
-    TraceEvent,
-    TraceKind,
-)
-from ._core.grammar import HostKind, ServerName, parse_server_name, server_name_advisories
-from ._core.machine import ResolutionMachine
-from ._core.settings import IpPolicy, Settings, SrvDotPolicy, SrvFailurePolicy, SrvTargetAliasPolicy
-from ._core.srv import order_srv_records
-from ._io.dns_transport import (
-    AsyncDnspythonTransport,
-    AsyncDnsTransport,
-    DnspythonTransport,
-    DnsTransport,
-)
-from ._io.fakeworld import FakeWorld, WorldError
-from ._io.https_transport import (
-    AsyncH11HttpsTransport,
-    AsyncHttpsTransport,
-    H11HttpsTransport,
-    HttpsTransport,
-)
-from ._io.resolver import AsyncResolver, Resolver
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__
+    from ._core.cache import ResolverCache, WellKnownEntry
+    from ._core.errors import (
+        ConnectError,
+        InvalidServerName,
+        InvalidSettings,
+        LocalProtocolError,
+        MxresolveError,
+        ResolutionError,
+    )
+    from ._core.events import (
+        NEED_RESULTS,
+        DnsQuery,
+        DnsResult,
+        DnsStatus,
+        FailureKind,
+        HttpsFailure,
+        HttpsFailureKind,
+        HttpsGet,
+        HttpsResponse,
+        Outcome,
+        RecordType,
+        Request,
+        Resolution,
+        ResolutionFailure,
+        SrvRecord,
+        Step,
+        Target,
+        TraceEvent,
+        TraceKind,
+    )
+    from ._core.grammar import HostKind, ServerName, parse_server_name, server_name_advisories
+    from ._core.machine import ResolutionMachine
+    from ._core.settings import (
+        IpPolicy,
+        Settings,
+        SrvDotPolicy,
+        SrvFailurePolicy,
+        SrvTargetAliasPolicy,
+    )
+    from ._core.srv import order_srv_records
+    from ._io.dns_transport import (
+        AsyncDnspythonTransport,
+        AsyncDnsTransport,
+        DnspythonTransport,
+        DnsTransport,
+    )
+    from ._io.fakeworld import FakeWorld, WorldError
+    from ._io.https_transport import (
+        AsyncH11HttpsTransport,
+        AsyncHttpsTransport,
+        H11HttpsTransport,
+        HttpsTransport,
+    )
+    from ._io.resolver import AsyncResolver, Resolver
 
 __version__ = "0.1.0"
+
 
 __all__ = [
     "NEED_RESULTS",
@@ -111,3 +122,72 @@ __all__ = [
     "parse_server_name",
     "server_name_advisories",
 ]
+
+# Each public name is imported from its module on first use (PEP 562), so that
+# `import mxresolve` costs almost nothing and a program pays only for what it uses:
+# the asyncio driver, dnspython's resolvers, FakeWorld and h11 load when first needed.
+_LAZY: dict[str, str] = {
+    "ResolverCache": "._core.cache",
+    "WellKnownEntry": "._core.cache",
+    "ConnectError": "._core.errors",
+    "InvalidServerName": "._core.errors",
+    "InvalidSettings": "._core.errors",
+    "LocalProtocolError": "._core.errors",
+    "MxresolveError": "._core.errors",
+    "ResolutionError": "._core.errors",
+    "NEED_RESULTS": "._core.events",
+    "DnsQuery": "._core.events",
+    "DnsResult": "._core.events",
+    "DnsStatus": "._core.events",
+    "FailureKind": "._core.events",
+    "HttpsFailure": "._core.events",
+    "HttpsFailureKind": "._core.events",
+    "HttpsGet": "._core.events",
+    "HttpsResponse": "._core.events",
+    "Outcome": "._core.events",
+    "RecordType": "._core.events",
+    "Request": "._core.events",
+    "Resolution": "._core.events",
+    "ResolutionFailure": "._core.events",
+    "SrvRecord": "._core.events",
+    "Step": "._core.events",
+    "Target": "._core.events",
+    "TraceEvent": "._core.events",
+    "TraceKind": "._core.events",
+    "HostKind": "._core.grammar",
+    "ServerName": "._core.grammar",
+    "parse_server_name": "._core.grammar",
+    "server_name_advisories": "._core.grammar",
+    "ResolutionMachine": "._core.machine",
+    "IpPolicy": "._core.settings",
+    "Settings": "._core.settings",
+    "SrvDotPolicy": "._core.settings",
+    "SrvFailurePolicy": "._core.settings",
+    "SrvTargetAliasPolicy": "._core.settings",
+    "order_srv_records": "._core.srv",
+    "AsyncDnspythonTransport": "._io.dns_transport",
+    "AsyncDnsTransport": "._io.dns_transport",
+    "DnspythonTransport": "._io.dns_transport",
+    "DnsTransport": "._io.dns_transport",
+    "FakeWorld": "._io.fakeworld",
+    "WorldError": "._io.fakeworld",
+    "AsyncH11HttpsTransport": "._io.https_transport",
+    "AsyncHttpsTransport": "._io.https_transport",
+    "H11HttpsTransport": "._io.https_transport",
+    "HttpsTransport": "._io.https_transport",
+    "AsyncResolver": "._io.resolver",
+    "Resolver": "._io.resolver",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,22 +12,25 @@ import enum
 import ipaddress
 import socket
 import time
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-import dns.asyncresolver
 import dns.exception
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
 
 from .._core.errors import InvalidSettings
 from .._core.events import DnsQuery, DnsResult, DnsStatus, RecordType, SrvRecord
 from .dns_wire import Question, decode_response, encode_query, is_reply_to
 
-_R = TypeVar("_R", bound=dns.resolver.BaseResolver)
+# dnspython's resolvers are imported when a transport first needs one: importing them costs
+# more than the rest of mxresolve (importlib.metadata among others), and the fast path
+# answers most queries without them. Past that point `dns.resolver` etc. are bound.
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.nameserver
+    import dns.rdatatype
+    import dns.resolver
+
+_R = TypeVar("_R", bound="dns.resolver.BaseResolver")
 
 __all__ = [
     "AsyncDnsTransport",
@@ -75,14 +78,24 @@ def _port(text: str, port_text: str) -> int:
     return int(port_text)
 
 
-def _configure(resolver: dns.resolver.BaseResolver, nameservers: Sequence[str] | None) -> None:
+def _parse_nameservers(nameservers: Sequence[str] | None) -> list[tuple[str, int]] | None:
+    if nameservers is None:
+        return None
+    if isinstance(nameservers, str):
+        raise InvalidSettings("nameservers takes a list, not one string")
+    servers = [parse_nameserver(n) for n in nameservers]
+    if not servers:
+        raise InvalidSettings("nameservers is empty")
+    return servers
+
+
+def _configure(
+    resolver: dns.resolver.BaseResolver, servers: Sequence[tuple[str, int]] | None
+) -> None:
+    import dns.nameserver
+
     resolver.cache = None  # the core caches, with its own bounds
-    if nameservers is not None:
-        if isinstance(nameservers, str):
-            raise InvalidSettings("nameservers takes a list, not one string")
-        servers = [parse_nameserver(n) for n in nameservers]
-        if not servers:
-            raise InvalidSettings("nameservers is empty")
+    if servers is not None:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
 
 
@@ -147,6 +160,8 @@ class _Fast(enum.Enum):
 
 
 def _first_udp_server(resolver: dns.resolver.BaseResolver) -> tuple[str, int] | None:
+    import dns.nameserver
+
     """Where the fast path sends a query: the first nameserver, if it is plain DNS."""
     servers = resolver.nameservers
     if not servers:
@@ -186,19 +201,53 @@ def _udp_socket(server: tuple[str, int]) -> socket.socket:
 
 
 class _Dnspython(Generic[_R]):
-    """What both transports share: the configured resolver, and which one to ask when."""
+    """What both transports share: the configured resolver, and which one to ask when.
 
-    def __init__(self, resolver: _R, nameservers: Sequence[str] | None) -> None:
-        _configure(resolver, nameservers)
-        self._resolver = resolver
-        self._after_silence = _rotated(resolver)
-        self._server = _first_udp_server(resolver)  # where the fast path asks
+    The resolver is built on first use (a bad ``nameservers`` still fails at once); a race
+    between two first uses builds two equal resolvers and keeps one, which is harmless.
+    """
+
+    def __init__(self, make: Callable[[bool], _R], nameservers: Sequence[str] | None) -> None:
+        self._make = make
+        self._servers = _parse_nameservers(nameservers)
+        self._state: tuple[_R, _R, tuple[str, int] | None] | None = None
+
+    def _built(self) -> tuple[_R, _R, tuple[str, int] | None]:
+        state = self._state
+        if state is None:
+            resolver = self._make(self._servers is None)  # True: read /etc/resolv.conf
+            _configure(resolver, self._servers)
+            # (the resolver, the one asked after the fast path's silent server, and where
+            # the fast path asks)
+            state = self._state = (resolver, _rotated(resolver), _first_udp_server(resolver))
+        return state
+
+    @property
+    def _resolver(self) -> _R:
+        return self._built()[0]
+
+    @property
+    def _server(self) -> tuple[str, int] | None:
+        return self._built()[2]
 
     def _dnspython_after(self, fast: _Fast) -> _R:
-        return self._after_silence if fast is _Fast.NO_REPLY else self._resolver
+        resolver, after_silence, _ = self._built()
+        return after_silence if fast is _Fast.NO_REPLY else resolver
 
 
-class DnspythonTransport(_Dnspython[dns.resolver.Resolver]):
+def _sync_resolver(configure: bool) -> dns.resolver.Resolver:
+    import dns.resolver
+
+    return dns.resolver.Resolver(configure=configure)
+
+
+def _async_resolver(configure: bool) -> dns.asyncresolver.Resolver:
+    import dns.asyncresolver
+
+    return dns.asyncresolver.Resolver(configure=configure)
+
+
+class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
     """Blocking DNS over dnspython, from the system configuration or ``nameservers``.
 
     A query first tries a fast path: one UDP exchange with the first nameserver, decoded
@@ -211,7 +260,7 @@ class DnspythonTransport(_Dnspython[dns.resolver.Resolver]):
     """
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
-        super().__init__(dns.resolver.Resolver(configure=nameservers is None), nameservers)
+        super().__init__(_sync_resolver, nameservers)
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
         deadline = time.monotonic() + timeout
@@ -252,11 +301,11 @@ class DnspythonTransport(_Dnspython[dns.resolver.Resolver]):
         return _Fast.NO_REPLY
 
 
-class AsyncDnspythonTransport(_Dnspython[dns.asyncresolver.Resolver]):
+class AsyncDnspythonTransport(_Dnspython["dns.asyncresolver.Resolver"]):
     """The asyncio form of :class:`DnspythonTransport`, with the same fast path."""
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
-        super().__init__(dns.asyncresolver.Resolver(configure=nameservers is None), nameservers)
+        super().__init__(_async_resolver, nameservers)
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
         deadline = time.monotonic() + timeout

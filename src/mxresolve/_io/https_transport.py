@@ -29,7 +29,13 @@ from .._core.events import (
 from .._core.settings import IpPolicy
 from .dns_transport import AsyncDnsTransport, DnsTransport
 from .http1 import Http1Exchange
-from .net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp
+from .net import (
+    ConnectFailed,
+    async_connect_tcp,
+    classify_error,
+    connect_tcp,
+    default_ssl_context,
+)
 
 __all__ = ["AsyncH11HttpsTransport", "AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
 
@@ -83,14 +89,18 @@ class _H11Transport(Generic[D]):
         self,
         dns: D,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None = None,
         ip_policy: IpPolicy,
         max_header_bytes: int = MAX_HEADER_BYTES,
     ) -> None:
         self._dns: D = dns
-        self._ssl = ssl_context
+        self._own_ssl = ssl_context  # None: the shared default, built on first use
         self._policy = ip_policy
         self._max_header_bytes = max_header_bytes
+
+    @property
+    def _ssl(self) -> ssl.SSLContext:
+        return self._own_ssl if self._own_ssl is not None else default_ssl_context()
 
 
 class H11HttpsTransport(_H11Transport[DnsTransport]):

@@ -14,6 +14,7 @@ import ipaddress
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ __all__ = [
     "async_connect_tcp",
     "classify_error",
     "connect_tcp",
+    "default_ssl_context",
     "interleave",
     "make_ssl_context",
     "tcp_socket",
@@ -43,10 +45,32 @@ class ConnectFailed(Exception):
         self.message = message
 
 
+_default_context: ssl.SSLContext | None = None
+_default_context_lock = threading.Lock()
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The process's one verifying context over certifi's CAs, built on first use.
+
+    Loading certifi's bundle costs tens of milliseconds, so every resolver and transport
+    that was given neither ``ssl_context`` nor ``cafile`` shares this one (an
+    ``SSLContext`` may wrap sockets from any thread). It must not be modified: a caller
+    who wants other settings passes a context of their own.
+    """
+    global _default_context
+    context = _default_context
+    if context is None:
+        with _default_context_lock:
+            if _default_context is None:
+                _default_context = make_ssl_context()
+            context = _default_context
+    return context
+
+
 def make_ssl_context(
     cafile: str | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> ssl.SSLContext:
-    """A verifying client context: ``ssl_context`` itself, else one trusting certifi's
+    """A verifying client context: ``ssl_context`` itself, else a new one trusting certifi's
     CA bundle (or ``cafile``'s CAs instead)."""
     if ssl_context is not None:
         return ssl_context

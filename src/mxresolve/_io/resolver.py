@@ -51,7 +51,14 @@ from .https_transport import (
     H11HttpsTransport,
     HttpsTransport,
 )
-from .net import ConnectFailed, async_connect_tcp, classify_error, connect_tcp, make_ssl_context
+from .net import (
+    ConnectFailed,
+    async_connect_tcp,
+    classify_error,
+    connect_tcp,
+    default_ssl_context,
+    make_ssl_context,
+)
 
 __all__ = ["AsyncResolver", "Resolver"]
 
@@ -90,12 +97,22 @@ class _Base:
         self.settings = settings
         self.cache = cache if cache is not None else ResolverCache()
         self._nameservers = nameservers
-        self._ssl_context = make_ssl_context(cafile, ssl_context)
+        # None: the process's shared default context, built on first use (net.py).
+        self._own_ssl_context = (
+            None
+            if cafile is None and ssl_context is None
+            else make_ssl_context(cafile, ssl_context)
+        )
         self._request_timeout = float(request_timeout)
         self._clock = clock
         self._random = random if random is not None else _random.Random().random
         self._memo: dict[str, Resolution] = {}
         self._max_memo = max_memo
+
+    @property
+    def _ssl_context(self) -> ssl.SSLContext:
+        own = self._own_ssl_context
+        return own if own is not None else default_ssl_context()
 
     def _cached(self, server_name: str) -> Resolution | None:
         try:
@@ -198,7 +215,7 @@ class Resolver(_Base):
             https
             if https is not None
             else H11HttpsTransport(
-                self._dns, ssl_context=self._ssl_context, ip_policy=self.settings.ip_policy
+                self._dns, ssl_context=self._own_ssl_context, ip_policy=self.settings.ip_policy
             )
         )
         self._lock = threading.Lock()
@@ -342,7 +359,7 @@ class AsyncResolver(_Base):
             https
             if https is not None
             else AsyncH11HttpsTransport(
-                self._dns, ssl_context=self._ssl_context, ip_policy=self.settings.ip_policy
+                self._dns, ssl_context=self._own_ssl_context, ip_policy=self.settings.ip_policy
             )
         )
         self._inflight: dict[str, asyncio.Future[Resolution | ResolutionFailure]] = {}

@@ -20,13 +20,12 @@ import json
 import sys
 import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .._core.errors import InvalidServerName, MxresolveError
-from .._core.events import FailureKind, Resolution
-from .._core.settings import Settings
-from .._io.resolver import Resolver
-from .explain import render_result
-from .vectors import Vector, VectorFormatError, load_vectors, run_vector
+# Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
+# needs no network does not pay for the rest (docs/performance.md, start-up).
+if TYPE_CHECKING:
+    from .vectors import Vector
 
 __all__ = ["main"]
 
@@ -113,6 +112,12 @@ def _error_object(server_name: str | None, kind: str, message: str) -> dict[str,
 
 
 def _resolve(args: argparse.Namespace) -> int:
+    from .._core.errors import InvalidServerName, MxresolveError
+    from .._core.events import FailureKind, Resolution
+    from .._core.settings import Settings
+    from .._io.resolver import Resolver
+    from .explain import render_result
+
     try:
         resolver = Resolver(
             nameservers=args.nameserver,
@@ -141,6 +146,8 @@ def _resolve(args: argparse.Namespace) -> int:
 
 
 def _vectors_run(paths: list[str], *, as_json: bool, explain: str | None) -> int:
+    from .vectors import VectorFormatError, load_vectors, run_vector
+
     try:
         vectors = load_vectors(paths)
     except VectorFormatError as exc:
@@ -175,6 +182,9 @@ def _vectors_run(paths: list[str], *, as_json: bool, explain: str | None) -> int
 
 
 def _explain(vector: Vector) -> int:
+    from .explain import render_result
+    from .vectors import run_vector
+
     result = run_vector(vector)
     print(f"Vector {vector.id}  [{vector.requirement}]")
     print(textwrap.fill(vector.description, width=100))

@@ -1,0 +1,143 @@
+"""Start-up cost: what `import mxresolve`, the CLI and a new resolver load and build.
+
+The figures themselves are measured by `nox -s bench` (docs/performance.md); these tests
+pin the mechanisms: lazy public names, subcommands that import only what they need,
+dnspython's resolvers built on first use, and one default SSLContext per process.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import threading
+
+import certifi
+import pytest
+
+import mxresolve
+from mxresolve import AsyncResolver, H11HttpsTransport, IpPolicy, Resolver
+from mxresolve._io import net
+
+# Modules a bare `import mxresolve` must not load: each is paid for only when used.
+HEAVY = (
+    "asyncio",
+    "ssl",
+    "h11",
+    "dns.resolver",
+    "dns.asyncresolver",
+    "importlib.metadata",
+    "mxresolve._io.fakeworld",
+    "mxresolve._io.resolver",
+    "mxresolve._core.machine",
+    "mxresolve._core.cache",
+)
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules loaded by ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_import_loads_none_of_the_heavy_modules() -> None:
+    loaded = _loaded_after("import mxresolve")
+    assert "mxresolve" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_help_loads_no_resolver() -> None:
+    loaded = _loaded_after(
+        "import sys\nfrom mxresolve._tools.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert sorted(loaded & {"asyncio", "dns.resolver", "mxresolve._io.resolver", "ssl"}) == []
+
+
+def test_resolving_an_ip_literal_loads_no_dns_resolver_and_no_ca_bundle() -> None:
+    code = (
+        "from mxresolve import Resolver\nfrom mxresolve._io import net\n"
+        "r = Resolver()\nassert r.resolve('8.8.8.8:8448').step.value == '1'\n"
+        "assert net._default_context is None, 'the CA bundle was loaded'"
+    )
+    loaded = _loaded_after(code)
+    assert sorted(loaded & {"dns.resolver", "dns.asyncresolver", "importlib.metadata"}) == []
+
+
+def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
+    code = (
+        "import mxresolve\n"
+        "missing = [n for n in mxresolve.__all__ if getattr(mxresolve, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "assert set(mxresolve.__all__) <= set(dir(mxresolve))"
+    )
+    _loaded_after(code)
+
+
+def test_public_names_are_the_objects_of_their_modules() -> None:
+    from mxresolve._core.machine import ResolutionMachine
+    from mxresolve._io.fakeworld import FakeWorld
+
+    assert mxresolve.ResolutionMachine is ResolutionMachine
+    assert mxresolve.FakeWorld is FakeWorld
+    assert set(mxresolve.__all__) <= set(dir(mxresolve))
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        _ = mxresolve.NoSuchName  # type: ignore[attr-defined]
+
+
+def test_resolvers_share_one_default_context() -> None:
+    first, second, third = Resolver(), Resolver(), AsyncResolver()
+    shared = net.default_ssl_context()
+    assert first._ssl_context is shared
+    assert second._ssl_context is shared
+    assert third._ssl_context is shared
+    assert first._https._ssl is shared  # type: ignore[attr-defined]
+    assert shared.verify_mode == ssl.CERT_REQUIRED
+    assert shared.check_hostname
+
+
+def test_cafile_and_ssl_context_win_over_the_default() -> None:
+    shared = net.default_ssl_context()
+    with_cafile = Resolver(cafile=certifi.where())
+    assert with_cafile._ssl_context is not shared
+    assert with_cafile._https._ssl is with_cafile._ssl_context  # type: ignore[attr-defined]
+    own = ssl.create_default_context()
+    with_context = AsyncResolver(ssl_context=own)
+    assert with_context._ssl_context is own
+    assert with_context._https._ssl is own  # type: ignore[attr-defined]
+    transport = H11HttpsTransport(object(), ssl_context=own, ip_policy=IpPolicy())  # type: ignore[arg-type]
+    assert transport._ssl is own
+
+
+def test_the_default_context_is_built_once_under_concurrency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(net, "_default_context", None)
+    built: list[ssl.SSLContext] = []
+    real = net.make_ssl_context
+
+    def counting() -> ssl.SSLContext:
+        context = real()
+        built.append(context)
+        return context
+
+    monkeypatch.setattr(net, "make_ssl_context", counting)
+    start = threading.Barrier(8)
+    seen: list[ssl.SSLContext] = []
+
+    def worker() -> None:
+        start.wait(timeout=10)
+        seen.append(net.default_ssl_context())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(built) == 1
+    assert len(seen) == 8
+    assert all(s is built[0] for s in seen)
