@@ -16,7 +16,8 @@ with a CNAME (asked for another type) answers with the alias followed (at most
 8 deep, deeper is SERVFAIL); records answer NOERROR; anything else is NODATA.
 
 HTTPS rules: a URL in ``https`` gets its response or its ``failure``; a URL
-that is not there gets 404 if its host has an address in the world, and a
+that is not there gets 404 if the request carries addresses (the machine
+resolved the host) or its host has an address in the world, and a
 ``no_address`` failure if not. A body over the request's limit is a
 ``body_too_large`` failure, as a real transport would report it.
 """
@@ -159,7 +160,7 @@ class FakeWorld:
         described = self.world["https"].get(request.url)
         if described is None:
             host = urlsplit(request.url).hostname or ""
-            if self._has_address(host):
+            if request.addresses or self._has_address(host):
                 return HttpsResponse(status=404, headers=(), body=b"")
             return HttpsFailure(
                 kind=HttpsFailureKind.NO_ADDRESS, message=f"{host} has no address in the world"
