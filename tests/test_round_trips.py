@@ -26,7 +26,7 @@ from mxresolve import FakeWorld, Resolution, Settings
 from mxresolve._core.cache import ResolverCache
 from mxresolve._core.events import DnsQuery, HttpsGet, RecordType, Request, TraceKind
 from mxresolve._core.settings import IpPolicy
-from mxresolve._tools.vectors import DEFAULT_EPOCH, Vector, _settings, load_vectors
+from mxresolve._tools.vectors import DEFAULT_EPOCH, Vector, load_vectors, vector_settings
 
 EARLY = Settings(
     ip_policy=IpPolicy.allow_all(),
@@ -161,7 +161,7 @@ def _story(vector: Vector, early: bool) -> list[Any]:
     """Every step's result, steps entered, and the cache after it, for one vector run."""
     epoch = float(vector.raw.get("epoch", DEFAULT_EPOCH))
     world = FakeWorld(vector.world, now=epoch)
-    settings = _settings(vector.settings)
+    settings = vector_settings(vector)
     # The v1 world answers a described URL whatever DNS says of its host: the fetch
     # resolves its own host there, so resolve_well_known_host stays as the vector has it.
     settings = dataclasses.replace(settings, **{f: early for f in EARLY_FIELDS})

@@ -175,10 +175,10 @@ class Settings:
     max_addresses_per_name: int = 16
     deadline: float = 60.0
 
-    resolve_well_known_host: bool = False
-    srv_with_well_known: bool = False
-    legacy_srv_with_srv: bool = False
-    addresses_with_srv: bool = False
+    resolve_well_known_host: bool = True
+    srv_with_well_known: bool = True
+    legacy_srv_with_srv: bool = True
+    addresses_with_srv: bool = True
     max_concurrent_requests: int = 8
 
     legacy_srv: bool = True
