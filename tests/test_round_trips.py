@@ -206,3 +206,18 @@ def test_an_unused_early_srv_answer_is_not_cached() -> None:
     assert cache.dns(asked.qname, asked.rdtype, world.now) is None  # the delegation won
     used = "_matrix-fed._tcp.matrix.example.org."
     assert cache.dns(used, RecordType.SRV, world.now) is not None
+
+
+@pytest.mark.parametrize("scenario", sorted(WORLDS))
+def test_on_a_warm_cache_nothing_is_asked_early(scenario: str) -> None:
+    # Early questions go out only while the step waits on the network; a warm cache
+    # answers the step itself, so a second resolution asks nothing at all.
+    world, cache = FakeWorld(WORLDS[scenario]), ResolverCache()
+    first = world.resolve("example.org", cache=cache, settings=EARLY)
+    asked = len(world.requests)
+    again = world.resolve("example.org", cache=cache, settings=EARLY)
+    assert isinstance(again, Resolution)
+    assert isinstance(first, Resolution)
+    assert again.targets == first.targets
+    assert len(world.requests) == asked
+    assert not [e for e in again.trace if e.kind is TraceKind.REQUEST]  # nor says it asks

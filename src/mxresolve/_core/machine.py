@@ -407,6 +407,12 @@ class ResolutionMachine:
             self._to_hand_out.append(request)
             self._note(TraceKind.REQUEST, str(request), request=request)
 
+    def _must_wait_for(self, query: DnsQuery) -> bool:
+        """Whether answering ``query`` takes a round trip (neither cached nor in early)."""
+        if self._early.get(query) is not None:
+            return False
+        return self.cache.dns(query.qname, query.rdtype, self._now) is None
+
     def _ask_early(self, queries: Sequence[DnsQuery], why: str) -> None:
         """Send ``queries`` now, for a later step that may need them; nothing waits."""
         for query in queries:
@@ -706,14 +712,16 @@ class ResolutionMachine:
         SRV delegation" - the certificate and Host are never the SRV target's.
         """
         qname = f"{service}.{name.fqdn}"
-        if service == _SERVICE and self.settings.legacy_srv and self.settings.legacy_srv_with_srv:
-            self._ask_early(self._srv_queries(name)[1:], "the next step may need it")
-        if self.settings.addresses_with_srv:
-            self._ask_early(
-                [DnsQuery(qname=name.fqdn, rdtype=t) for t in (RecordType.AAAA, RecordType.A)],
-                "without an SRV record, the name's own addresses are used",
-            )
-        (result,) = yield from self._lookup([DnsQuery(qname=qname, rdtype=RecordType.SRV)])
+        query = DnsQuery(qname=qname, rdtype=RecordType.SRV)
+        if self._must_wait_for(query):  # else nothing is gained by asking more now
+            if service == _SERVICE and self.settings.legacy_srv_with_srv:
+                self._ask_early(self._srv_queries(name)[1:], "the next step may need it")
+            if self.settings.addresses_with_srv:
+                self._ask_early(
+                    [DnsQuery(qname=name.fqdn, rdtype=t) for t in (RecordType.AAAA, RecordType.A)],
+                    "without an SRV record, the name's own addresses are used",
+                )
+        (result,) = yield from self._lookup([query])
         if result.status.is_failure:
             if self.settings.srv_failure is SrvFailurePolicy.FAIL:
                 return self._fail(FailureKind.DNS_FAILURE, f"the SRV lookup of {qname} failed")
