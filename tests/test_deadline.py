@@ -13,11 +13,12 @@ from mxresolve import (
     ResolutionMachine,
     Settings,
 )
+from one_by_one import ONE_BY_ONE
 
 
 def test_an_outcome_after_the_deadline_ends_the_resolution() -> None:
     machine = ResolutionMachine(
-        "example.org", now=1000.0, random=lambda: 0.0, settings=Settings(deadline=5.0)
+        "example.org", now=1000.0, random=lambda: 0.0, settings=Settings(**ONE_BY_ONE, deadline=5.0)
     )
     request = machine.next_event()
     assert isinstance(request, HttpsGet)
@@ -32,7 +33,10 @@ def test_an_outcome_after_the_deadline_ends_the_resolution() -> None:
 
 def test_outcomes_for_abandoned_requests_are_ignored() -> None:
     machine = ResolutionMachine(
-        "example.org:8448", now=0.0, random=lambda: 0.0, settings=Settings(deadline=1.0)
+        "example.org:8448",
+        now=0.0,
+        random=lambda: 0.0,
+        settings=Settings(**ONE_BY_ONE, deadline=1.0),
     )
     first, second = machine.next_event(), machine.next_event()
     machine.receive(first, DnsResult(status=DnsStatus.TIMEOUT), now=2.0)  # type: ignore[arg-type]
@@ -45,7 +49,7 @@ def test_outcomes_for_abandoned_requests_are_ignored() -> None:
 
 def test_just_before_the_deadline_the_resolution_goes_on() -> None:
     machine = ResolutionMachine(
-        "example.org", now=0.0, random=lambda: 0.0, settings=Settings(deadline=5.0)
+        "example.org", now=0.0, random=lambda: 0.0, settings=Settings(**ONE_BY_ONE, deadline=5.0)
     )
     request = machine.next_event()
     assert isinstance(request, HttpsGet)

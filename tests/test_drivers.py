@@ -70,7 +70,9 @@ def test_a_finished_resolution_is_answered_from_the_memo(
         ("fed.example.org", 8448, "example.org")  # step 4: the SRV target, Host the server name
     ]
     asked = len(world.requests)
-    assert asked == 4  # the well-known, the SRV, and AAAA and A of its target
+    # AAAA and A of the well-known host, the two SRV lookups (asked alongside the
+    # well-known), the well-known, and AAAA and A of the SRV target.
+    assert asked == 7
     world.advance(result.expires_at - world.now - 1)  # still fresh, one second before
     assert calls[second]("example.org") is result
     assert len(world.requests) == asked  # nothing asked: not even the warm cache was read

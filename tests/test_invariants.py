@@ -44,6 +44,7 @@ from mxresolve._core.wellknown import (
     redirect_request,
     well_known_request,
 )
+from one_by_one import ONE_BY_ONE
 
 # --- strategies -----------------------------------------------------------------------
 
@@ -313,7 +314,7 @@ def test_the_machine_ends_and_obeys_the_spec_in_any_world(
     world_map: dict[str, Any], server_name: str
 ) -> None:
     world = FakeWorld(world_map)
-    settings = Settings(ip_policy=IpPolicy.allow_all())
+    settings = Settings(ip_policy=IpPolicy.allow_all(), **ONE_BY_ONE)  # exact requests
     result = world.resolve(server_name, settings=settings)
     assert isinstance(result, (Resolution, ResolutionFailure))
 

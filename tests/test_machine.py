@@ -42,6 +42,7 @@ from mxresolve import (
     server_name_advisories,
 )
 from mxresolve._core.machine import TRANSITIONS, Event, Phase
+from one_by_one import ONE_BY_ONE
 
 V4, V6 = "8.8.8.8", "2606:4700::1111"
 A_ANSWER = DnsResult(status=DnsStatus.NOERROR, records=(V4,), ttl=300)
@@ -53,7 +54,11 @@ def machine(
     name: str = "example.org:8448", *, now: float = 1000.0, settings: Settings | None = None
 ) -> ResolutionMachine:
     return ResolutionMachine(
-        name, now=now, random=random.Random(0).random, cache=ResolverCache(), settings=settings
+        name,
+        now=now,
+        random=random.Random(0).random,
+        cache=ResolverCache(),
+        settings=settings if settings is not None else Settings(**ONE_BY_ONE),
     )
 
 
@@ -327,7 +332,7 @@ def test_the_constructor_checks_its_arguments() -> None:
 
 
 def test_an_outcome_at_the_deadline_ends_the_resolution() -> None:
-    m = machine("example.org", now=1000.0, settings=Settings(deadline=5.0))
+    m = machine("example.org", now=1000.0, settings=Settings(**ONE_BY_ONE, deadline=5.0))
     (get,) = take_requests(m)
     m.receive(get, HttpsResponse(status=404), now=1005.0)  # exactly started_at + deadline
     result = m.next_event()
@@ -338,14 +343,14 @@ def test_an_outcome_at_the_deadline_ends_the_resolution() -> None:
 
 
 def test_an_outcome_just_before_the_deadline_does_not() -> None:
-    m = machine("example.org", now=1000.0, settings=Settings(deadline=5.0))
+    m = machine("example.org", now=1000.0, settings=Settings(**ONE_BY_ONE, deadline=5.0))
     (get,) = take_requests(m)
     m.receive(get, HttpsResponse(status=404), now=1004.999)
     assert isinstance(m.next_event(), DnsQuery)
 
 
 def test_later_outcomes_for_abandoned_requests_are_ignored() -> None:
-    m = machine("example.org:8448", now=0.0, settings=Settings(deadline=1.0))
+    m = machine("example.org:8448", now=0.0, settings=Settings(**ONE_BY_ONE, deadline=1.0))
     aaaa = m.next_event()
     assert isinstance(aaaa, DnsQuery)
     m.receive(aaaa, DnsResult(status=DnsStatus.TIMEOUT), now=2.0)
@@ -363,7 +368,7 @@ def test_later_outcomes_for_abandoned_requests_are_ignored() -> None:
 def test_pending_never_lists_a_request_that_was_not_handed_out() -> None:
     # pending: "Requests handed out whose outcome has not come back yet". The A
     # query below is never handed out: the deadline ends the resolution first.
-    m = machine("example.org:8448", now=0.0, settings=Settings(deadline=1.0))
+    m = machine("example.org:8448", now=0.0, settings=Settings(**ONE_BY_ONE, deadline=1.0))
     aaaa = m.next_event()
     assert isinstance(aaaa, DnsQuery)
     assert list(m.pending) == [aaaa]
@@ -374,7 +379,7 @@ def test_pending_never_lists_a_request_that_was_not_handed_out() -> None:
 
 def test_the_deadline_counts_from_the_start_whatever_the_steps() -> None:
     # Each outcome is on time for its own step, but the whole resolution is not.
-    m = machine("example.org", now=0.0, settings=Settings(deadline=10.0))
+    m = machine("example.org", now=0.0, settings=Settings(**ONE_BY_ONE, deadline=10.0))
     (get,) = take_requests(m)
     m.receive(get, HttpsResponse(status=404), now=6.0)
     (srv,) = take_requests(m)
@@ -387,7 +392,7 @@ def test_the_deadline_counts_from_the_start_whatever_the_steps() -> None:
 
 @pytest.mark.parametrize(("start", "backwards"), [(1000.0, -1e9), (0.0, -100.0)])
 def test_a_clock_going_backwards_is_held_not_trusted(start: float, backwards: float) -> None:
-    m = machine("example.org", now=start, settings=Settings(deadline=5.0))
+    m = machine("example.org", now=start, settings=Settings(**ONE_BY_ONE, deadline=5.0))
     (get,) = take_requests(m)
     m.receive(get, HttpsResponse(status=404), now=backwards)
     # The failure is cached from the last time the machine trusted (its start).
@@ -408,7 +413,7 @@ def test_a_clock_going_backwards_is_held_not_trusted(start: float, backwards: fl
 
 
 def test_after_a_backwards_clock_the_deadline_still_counts_from_the_start() -> None:
-    m = machine("example.org", now=1000.0, settings=Settings(deadline=5.0))
+    m = machine("example.org", now=1000.0, settings=Settings(**ONE_BY_ONE, deadline=5.0))
     (get,) = take_requests(m)
     m.receive(get, HttpsResponse(status=404), now=0.0)
     (srv,) = take_requests(m)
@@ -420,7 +425,7 @@ def test_after_a_backwards_clock_the_deadline_still_counts_from_the_start() -> N
 
 @pytest.mark.parametrize("bad_now", [math.nan, math.inf, -math.inf])
 def test_a_non_finite_clock_reading_is_ignored(bad_now: float) -> None:
-    m = machine("example.org:8448", now=1000.0, settings=Settings(deadline=5.0))
+    m = machine("example.org:8448", now=1000.0, settings=Settings(**ONE_BY_ONE, deadline=5.0))
     aaaa, a = take_requests(m)
     m.receive(aaaa, AAAA_ANSWER, now=bad_now)
     m.receive(a, A_ANSWER, now=1001.0)
@@ -573,7 +578,7 @@ def test_a_failure_trace_also_pairs_requests_and_outcomes() -> None:
 
 
 def test_an_abandoned_request_has_a_request_event_but_no_outcome() -> None:
-    m = machine("example.org:8448", now=0.0, settings=Settings(deadline=1.0))
+    m = machine("example.org:8448", now=0.0, settings=Settings(**ONE_BY_ONE, deadline=1.0))
     aaaa, _ = take_requests(m)
     m.receive(aaaa, AAAA_ANSWER, now=1.0)
     result = m.next_event()

@@ -15,6 +15,7 @@ and the "ci" profile in conftest.py fixes the examples.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import json
@@ -65,6 +66,7 @@ from mxresolve._core.wellknown import (
     redirect_request,
     well_known_request,
 )
+from one_by_one import ONE_BY_ONE
 
 # When a property fails, hypothesis's pytest plugin imports libcst to suggest an
 # @example patch, and in some environments that import warns (DeprecationWarning
@@ -625,6 +627,9 @@ world_settings = st.builds(
     srv_failure=st.sampled_from(SrvFailurePolicy),
     srv_dot=st.sampled_from(SrvDotPolicy),
     srv_target_alias=st.sampled_from(SrvTargetAliasPolicy),
+    # The request-level properties below are those of a machine asking one step at a
+    # time; test_asking_early_changes_only_the_requests covers asking early.
+    **{name: st.just(value) for name, value in ONE_BY_ONE.items()},
 )
 
 
@@ -674,6 +679,32 @@ def run_scenario(scenario: dict[str, Any]) -> tuple[list[Run], ResolverCache]:
         result = world.resolve(scenario["name"], cache=cache, settings=settings, random=rng.random)
         runs.append((world, world.requests[before:], result))
     return runs, cache
+
+
+@given(scenarios())
+def test_asking_early_changes_only_the_requests(scenario: dict[str, Any]) -> None:
+    early = dict(scenario, settings=dataclasses.replace(scenario["settings"], **ASKING_EARLY))
+    runs, cache = run_scenario(scenario)
+    early_runs, early_cache = run_scenario(early)
+    for (_, _, result), (_, _, early_result) in zip(runs, early_runs, strict=True):
+        assert _decided(early_result) == _decided(result)
+    # Expired entries may differ: looking one up drops it, and an early ask looks.
+    now = runs[-1][0].now
+    assert _fresh(early_cache, now) == _fresh(cache, now)
+
+
+def _fresh(cache: ResolverCache, now: float) -> list[Any]:
+    return sorted(((k, v) for k, v in cache._dns._data.items() if v[1] > now), key=repr)
+
+
+ASKING_EARLY = {name: True for name in ONE_BY_ONE if name != "resolve_well_known_host"}
+
+
+def _decided(result: Resolution | ResolutionFailure) -> tuple[Any, ...]:
+    decisions = [e.message for e in result.trace if e.kind in (TraceKind.STEP, TraceKind.DECISION)]
+    if isinstance(result, Resolution):
+        return result.step, result.targets, decisions, result.expires_at
+    return result.step, result.kind, decisions
 
 
 # --- 4. termination ---------------------------------------------------------------------

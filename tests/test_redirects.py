@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mxresolve import HttpsGet, HttpsResponse, ResolutionMachine, Settings
 from mxresolve._core.wellknown import redirect_request, well_known_request
+from one_by_one import ONE_BY_ONE
 
 
 def test_redirect_hop_host_header_is_the_new_authority() -> None:
@@ -21,7 +22,7 @@ def test_redirect_hop_host_header_is_the_new_authority() -> None:
 
 def test_the_machine_asks_for_each_hop_with_its_own_host() -> None:
     machine = ResolutionMachine(
-        "example.org", now=0.0, random=lambda: 0.0, settings=Settings(deadline=5.0)
+        "example.org", now=0.0, random=lambda: 0.0, settings=Settings(**ONE_BY_ONE, deadline=5.0)
     )
     first = machine.next_event()
     assert isinstance(first, HttpsGet)

@@ -105,10 +105,12 @@ class DnsQuery:
 class HttpsGet:
     """One HTTPS GET: one hop of the well-known fetch.
 
-    The transport connects to ``host``:``port`` (resolving ``host`` itself, and
-    applying the IP policy to what it finds), verifies the certificate for
-    ``host``, sends ``GET target`` and reads at most ``max_body_bytes`` of body.
-    It does not follow redirects: the machine does, one request per hop.
+    The transport connects to ``host``:``port`` at ``addresses`` (IPv6 first, as
+    the machine resolved them through its cache and IP policy; when empty, the
+    transport resolves ``host`` itself and applies the IP policy), verifies the
+    certificate for ``host``, sends ``GET target`` and reads at most
+    ``max_body_bytes`` of body. It does not follow redirects: the machine does,
+    one request per hop.
     """
 
     url: str
@@ -117,6 +119,7 @@ class HttpsGet:
     target: str
     host_header: str
     max_body_bytes: int
+    addresses: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"op": "https_get", "url": self.url}

@@ -10,8 +10,20 @@ Inside a step, the work is written as a generator that yields a batch of
 requests and receives their outcomes, so each step reads top to bottom like
 the spec's paragraph. The machine hands the requests out one by one through
 :meth:`ResolutionMachine.next_event` and resumes the step once every outcome is
-in. It never opens a socket, reads a clock or draws a random number: ``now``
-comes with every call and randomness through the ``random`` callable.
+in.
+
+A step may also ask *early*: DNS questions a later step may need (the SRV
+records of step 4 while step 3 fetches the well-known, ``_matrix._tcp``
+alongside ``_matrix-fed._tcp``, a name's addresses alongside its SRV lookup).
+They go out with the step's own requests but nothing waits for them. The later
+step takes an early answer as if it had asked then (and caches it then, with
+the time it arrived); an early answer no step takes is dropped, uncached, when
+the resolution ends. So the steps, their precedence, the result, the decisions
+and the cache are what they would be without asking early (Settings: round
+trips; docs/interpretations.md).
+
+It never opens a socket, reads a clock or draws a random number: ``now`` comes
+with every call and randomness through the ``random`` callable.
 
 Typical driver loop::
 
@@ -28,6 +40,7 @@ Typical driver loop::
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections import deque
@@ -46,6 +59,7 @@ from .events import (
     FailureKind,
     HttpsFailure,
     HttpsFailureKind,
+    HttpsGet,
     HttpsResponse,
     NeedResults,
     Outcome,
@@ -234,6 +248,8 @@ class ResolutionMachine:
         self._batch: tuple[Request, ...] = ()
         self._outcomes: dict[Request, Outcome] = {}
         self._abandoned: set[Request] = set()
+        # Early questions: None while in flight, then (answer, when it arrived).
+        self._early: dict[DnsQuery, tuple[DnsResult, float] | None] = {}
         self._generator: _StepGen | None = None
         self._result: Resolution | ResolutionFailure | None = None
         self._delegated: ServerName | None = None
@@ -261,17 +277,24 @@ class ResolutionMachine:
         """
         if request in self._abandoned:
             return
-        if request not in self._outcomes and request not in self._batch:
+        early = isinstance(request, DnsQuery) and request in self._early
+        in_batch = request in self._batch and request not in self._outcomes
+        if not in_batch and not (early and self._early[request] is None):  # type: ignore[index]
+            if request in self._outcomes or early:
+                raise LocalProtocolError(f"already received an outcome for {request}")
             raise LocalProtocolError(f"not waiting for an outcome of {request}")
         if request in self._to_hand_out:
             raise LocalProtocolError(f"{request} has not been handed out by next_event() yet")
-        if request in self._outcomes:
-            raise LocalProtocolError(f"already received an outcome for {request}")
         _check_outcome(request, outcome)
         if isinstance(now, (int, float)) and math.isfinite(now) and now > self._now:
             self._now = float(now)  # a clock that steps back is held, not trusted
-        self._outcomes[request] = outcome
         self._note(TraceKind.OUTCOME, f"{request} -> {outcome}", request=request, outcome=outcome)
+        if early:
+            assert isinstance(request, DnsQuery)
+            assert isinstance(outcome, DnsResult)
+            self._early[request] = (outcome, self._now)
+        if in_batch:
+            self._outcomes[request] = outcome
         if self._now >= self.deadline:
             self._abandon()
             self._fail_now(
@@ -279,7 +302,11 @@ class ResolutionMachine:
                 f"the resolution took longer than its {self.settings.deadline:g} s deadline",
             )
             return
-        if len(self._outcomes) == len(self._batch):
+        if early and not in_batch:
+            assert isinstance(request, DnsQuery)
+            assert isinstance(outcome, DnsResult)
+            self._chase(request, outcome)
+        if self._batch and len(self._outcomes) == len(self._batch):
             outcomes = tuple(self._outcomes[r] for r in self._batch)
             self._batch, self._outcomes = (), {}
             assert self._generator is not None
@@ -288,9 +315,9 @@ class ResolutionMachine:
     @property
     def pending(self) -> tuple[Request, ...]:
         """Requests handed out whose outcome has not come back yet."""
-        return tuple(
-            r for r in self._batch if r not in self._outcomes and r not in self._to_hand_out
-        )
+        waiting = [r for r in self._batch if r not in self._outcomes]
+        waiting += [q for q, answer in self._early.items() if answer is None]
+        return tuple(r for r in dict.fromkeys(waiting) if r not in self._to_hand_out)
 
     @property
     def trace(self) -> tuple[TraceEvent, ...]:
@@ -346,6 +373,9 @@ class ResolutionMachine:
                 message=self._failure[1],
                 trace=tuple(self._trace),
             )
+        if self._result is not None:
+            self._abandon()  # early questions still out: their answers change nothing now
+            self._early.clear()
         return self._result is not None
 
     def _handler(self, state: State) -> _Handler:
@@ -370,11 +400,63 @@ class ResolutionMachine:
             raise LocalProtocolError("a step yielded no requests: this is a bug in mxresolve")
         self._batch = tuple(dict.fromkeys(batch))
         self._outcomes = {}
-        self._to_hand_out.extend(self._batch)
         for request in self._batch:
+            if isinstance(request, DnsQuery) and request in self._early:
+                assert self._early[request] is None  # _lookup takes answers already in
+                continue  # asked early, still out: wait for it, don't ask again
+            self._to_hand_out.append(request)
             self._note(TraceKind.REQUEST, str(request), request=request)
 
+    def _must_wait_for(self, query: DnsQuery) -> bool:
+        """Whether answering ``query`` takes a round trip (neither cached nor in early)."""
+        if self._early.get(query) is not None:
+            return False
+        return self.cache.dns(query.qname, query.rdtype, self._now) is None
+
+    def _ask_early(self, queries: Sequence[DnsQuery], why: str) -> None:
+        """Send ``queries`` now, for a later step that may need them; nothing waits."""
+        for query in queries:
+            if query in self._early or query in self._batch:
+                continue
+            if self.cache.dns(query.qname, query.rdtype, self._now) is not None:
+                continue
+            self._early[query] = None
+            self._to_hand_out.append(query)
+            self._note(TraceKind.REQUEST, f"{query} (asked early: {why})", request=query)
+
+    def _chase(self, query: DnsQuery, result: DnsResult) -> None:
+        """An early SRV answer came in: ask its targets' addresses early too.
+
+        ``_matrix._tcp`` targets only once ``_matrix-fed._tcp`` is known to be
+        empty: they matter only then, and the deprecated record is often left over.
+        """
+        if query.rdtype is not RecordType.SRV:
+            return
+        fed, legacy = query.qname, query.qname
+        if query.qname.startswith(_LEGACY_SERVICE + "."):
+            fed = _SERVICE + query.qname[len(_LEGACY_SERVICE) :]
+        else:
+            legacy = _LEGACY_SERVICE + query.qname[len(_SERVICE) :]
+        fed_answer = self._early.get(DnsQuery(qname=fed, rdtype=RecordType.SRV))
+        if query.qname == legacy:
+            if fed_answer is None or _srv_targets(fed_answer[0], self.settings):
+                return
+            chosen = result
+        elif _srv_targets(result, self.settings):
+            chosen = result
+        else:  # nothing at _matrix-fed._tcp: the legacy answer, if in, is the one
+            legacy_answer = self._early.get(DnsQuery(qname=legacy, rdtype=RecordType.SRV))
+            if legacy_answer is None:
+                return
+            chosen = legacy_answer[0]
+        names = _srv_targets(chosen, self.settings)
+        self._ask_early(
+            [DnsQuery(qname=n, rdtype=t) for n in names for t in (RecordType.AAAA, RecordType.A)],
+            "the addresses of SRV targets",
+        )
+
     def _abandon(self) -> None:
+        self._abandoned.update(q for q, answer in self._early.items() if answer is None)
         self._abandoned.update(r for r in self._batch if r not in self._outcomes)
         self._batch, self._outcomes = (), {}
         self._to_hand_out.clear()
@@ -431,6 +513,8 @@ class ResolutionMachine:
             self._expire_by(entry.expires_at)
             return self._after_well_known_failure(entry)
 
+        if self.settings.srv_with_well_known:
+            self._ask_early(self._srv_queries(self.server_name), "step 4 may need it")
         fetched = yield from self._fetch_well_known(host)
         if isinstance(fetched, _WellKnownError):
             entry = self.cache.store_failure(
@@ -521,6 +605,13 @@ class ResolutionMachine:
         request = well_known_request(host, self.settings.max_body_bytes)
         visited = {request.url}
         for hop in range(self.settings.max_redirects + 1):
+            if self.settings.resolve_well_known_host:
+                located = yield from self._well_known_addresses(request)
+                if isinstance(located, HttpsFailure):
+                    return _WellKnownError(
+                        f"{request.url}: {located}", unavailable=located.kind in _UNAVAILABLE
+                    )
+                request = dataclasses.replace(request, addresses=located)
             (outcome,) = yield (request,)
             if isinstance(outcome, HttpsFailure):
                 return _WellKnownError(
@@ -563,6 +654,32 @@ class ResolutionMachine:
                 return _WellKnownError(str(exc), unavailable=False)
         raise AssertionError("unreachable: the loop returns on its last hop")
 
+    def _well_known_addresses(
+        self, request: HttpsGet
+    ) -> Generator[tuple[Request, ...], tuple[Outcome, ...], tuple[str, ...] | HttpsFailure]:
+        """The well-known host's usable addresses, through the one DNS cache.
+
+        Step 6 (or 2) for the same name then asks nothing more: one name, asked once.
+        """
+        try:
+            literal: tuple[str, ...] = (str(ipaddress.ip_address(request.host.strip("[]"))),)
+        except ValueError:
+            literal = ()
+        if literal:
+            found = _NameAddresses(addresses=literal, aliases=(), failed=False, summary="")
+        else:
+            fqdn = _fqdn(request.host)
+            found = (yield from self._resolve_addresses([fqdn]))[fqdn]
+        if not found.addresses:
+            kind = HttpsFailureKind.NO_ADDRESS
+            return HttpsFailure(kind=kind, message=f"{request.host}: {found.summary}")
+        refusals = [self.settings.ip_policy.refusal(a) for a in found.addresses]
+        allowed = tuple(a for a, why in zip(found.addresses, refusals, strict=True) if why is None)
+        if not allowed:
+            why = "; ".join(str(r) for r in refusals)
+            return HttpsFailure(kind=HttpsFailureKind.ADDRESS_REFUSED, message=why)
+        return allowed
+
     def _after_well_known_failure(self, entry: WellKnownEntry) -> Event:
         """Step 4 - unless a recent delegation may stand in (``stale_if_error``)."""
         last_good = entry.last_good
@@ -595,7 +712,16 @@ class ResolutionMachine:
         SRV delegation" - the certificate and Host are never the SRV target's.
         """
         qname = f"{service}.{name.fqdn}"
-        (result,) = yield from self._lookup([DnsQuery(qname=qname, rdtype=RecordType.SRV)])
+        query = DnsQuery(qname=qname, rdtype=RecordType.SRV)
+        if self._must_wait_for(query):  # else nothing is gained by asking more now
+            if service == _SERVICE and self.settings.legacy_srv_with_srv:
+                self._ask_early(self._srv_queries(name)[1:], "the next step may need it")
+            if self.settings.addresses_with_srv:
+                self._ask_early(
+                    [DnsQuery(qname=name.fqdn, rdtype=t) for t in (RecordType.AAAA, RecordType.A)],
+                    "without an SRV record, the name's own addresses are used",
+                )
+        (result,) = yield from self._lookup([query])
         if result.status.is_failure:
             if self.settings.srv_failure is SrvFailurePolicy.FAIL:
                 return self._fail(FailureKind.DNS_FAILURE, f"the SRV lookup of {qname} failed")
@@ -687,6 +813,14 @@ class ResolutionMachine:
             kind = FailureKind.DNS_FAILURE if failed else FailureKind.NO_ADDRESS
             return self._fail(kind, f"no SRV target of {qname} has a usable address")
         return self._found(targets)
+
+    def _srv_queries(self, name: ServerName) -> list[DnsQuery]:
+        """``_matrix-fed._tcp`` of ``name``, and ``_matrix._tcp`` when that is both on and
+        asked alongside."""
+        services = [_SERVICE]
+        if self.settings.legacy_srv and self.settings.legacy_srv_with_srv:
+            services.append(_LEGACY_SERVICE)
+        return [DnsQuery(qname=f"{s}.{name.fqdn}", rdtype=RecordType.SRV) for s in services]
 
     def _no_srv(self, service: str) -> Event:
         if service == _SERVICE and not self.settings.legacy_srv:
@@ -786,19 +920,24 @@ class ResolutionMachine:
         missing: list[DnsQuery] = []
         for query in dict.fromkeys(queries):
             hit = self.cache.dns(query.qname, query.rdtype, self._now)
-            if hit is None:
-                missing.append(query)
-                continue
-            answers[query] = hit[0]
-            self._expire_by(hit[1])
-            self._note(
-                TraceKind.CACHE,
-                f"{query} from cache: {hit[0]} (fresh for {hit[1] - self._now:.0f} s more)",
-            )
+            if hit is not None:
+                answers[query] = hit[0]
+                self._expire_by(hit[1])
+                self._note(
+                    TraceKind.CACHE,
+                    f"{query} from cache: {hit[0]} (fresh for {hit[1] - self._now:.0f} s more)",
+                )
+            elif self._early.get(query) is not None:
+                answers[query] = self._take_early(query)
+            else:
+                missing.append(query)  # to ask, or asked early and still out
         if missing:
             outcomes = yield tuple(missing)
             for query, outcome in zip(missing, outcomes, strict=True):
                 assert isinstance(outcome, DnsResult)
+                if query in self._early:
+                    answers[query] = self._take_early(query)
+                    continue
                 answers[query] = outcome
                 self._expire_by(
                     self.cache.store_dns(
@@ -806,6 +945,16 @@ class ResolutionMachine:
                     )
                 )
         return [answers[q] for q in queries]
+
+    def _take_early(self, query: DnsQuery) -> DnsResult:
+        """An early answer a step now uses: cached as of when it arrived."""
+        entry = self._early.pop(query)
+        assert entry is not None
+        result, arrived = entry
+        self._expire_by(
+            self.cache.store_dns(query.qname, query.rdtype, result, arrived, self.settings)
+        )
+        return result
 
     # --- endings and notes ------------------------------------------------------------
 
@@ -861,6 +1010,20 @@ def _bound_chain(result: DnsResult, limit: int) -> DnsResult:
         aliases=result.aliases,
         message=f"CNAME chain of {len(result.aliases)} is longer than {limit}",
     )
+
+
+def _srv_targets(result: DnsResult, settings: Settings) -> list[str]:
+    """The names whose addresses an SRV step would ask for, if it can be known early.
+
+    Which records are used depends on the random order when there are more than
+    ``max_srv_records``; then nothing is asked early.
+    """
+    if result.status is not DnsStatus.NOERROR:
+        return []
+    records = [r for r in result.records if isinstance(r, SrvRecord) and r.target != "."]
+    if len(records) > settings.max_srv_records:
+        return []
+    return list(dict.fromkeys(_fqdn(r.target) for r in records if not _srv_target_problem(r)))
 
 
 def _fqdn(name: str) -> str:

@@ -137,6 +137,18 @@ class Settings:
         max_redirects, max_body_bytes, max_srv_records, max_cname_chain,
         max_addresses_per_name, deadline (whole resolution, seconds).
 
+    Round trips (asking early never changes which answer wins; docs/interpretations.md):
+        resolve_well_known_host: resolve the well-known host's AAAA/A in the machine,
+            through the one DNS cache, and hand the addresses to the HTTPS fetch
+            (off: the HTTPS transport resolves the host itself, e.g. behind a proxy).
+        srv_with_well_known: look up the server name's SRV records (and their targets'
+            addresses) while its well-known is fetched; used only if step 4 is reached.
+        legacy_srv_with_srv: look up ``_matrix._tcp`` alongside ``_matrix-fed._tcp``.
+        addresses_with_srv: look up a name's AAAA/A alongside its SRV records (for
+            steps 3.5 and 6).
+        max_concurrent_requests: the most requests of one resolution a driver runs at
+            once (1: one after the other, and the blocking driver starts no threads).
+
     Interpretations:
         legacy_srv: look up the deprecated ``_matrix._tcp`` (steps 3.4 and 5).
         srv_failure, srv_dot, srv_target_alias: see their enums.
@@ -162,6 +174,12 @@ class Settings:
     max_cname_chain: int = 8
     max_addresses_per_name: int = 16
     deadline: float = 60.0
+
+    resolve_well_known_host: bool = True
+    srv_with_well_known: bool = True
+    legacy_srv_with_srv: bool = True
+    addresses_with_srv: bool = True
+    max_concurrent_requests: int = 8
 
     legacy_srv: bool = True
     srv_failure: SrvFailurePolicy = SrvFailurePolicy.AS_ABSENT
@@ -202,12 +220,15 @@ class Settings:
             "max_srv_records",
             "max_cname_chain",
             "max_addresses_per_name",
+            "max_concurrent_requests",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidSettings(f"{name} must be an integer >= 0, not {value!r}")
         if self.max_srv_records < 1 or self.max_addresses_per_name < 1:
             raise InvalidSettings("max_srv_records and max_addresses_per_name must be >= 1")
+        if self.max_concurrent_requests < 1:
+            raise InvalidSettings("max_concurrent_requests must be >= 1")
         if not isinstance(self.deadline, (int, float)) or not 0 < self.deadline < float("inf"):
             raise InvalidSettings(f"deadline must be a positive number, not {self.deadline!r}")
         if not isinstance(self.ip_policy, IpPolicy):

@@ -108,60 +108,98 @@ def _decode(wire: bytes, question: Question) -> DnsResult | None:
             return DnsResult(
                 status=DnsStatus.NODATA, aliases=tuple(aliases), ttl=_soa(wire, authority)
             )
-        targets = list(dict.fromkeys(_name(wire, rr[3])[0] for rr in cnames))
-        aliases.extend(targets)
-        owner = targets[0]
+        # CNAME is a singleton type: dnspython keeps the last of an owner's records.
+        owner = _name(wire, cnames[-1][3], cnames[-1][4])[0]
+        aliases.append(owner)
     return None  # chain too long: dnspython raises, and says so
 
 
 _Record = tuple[str, int, int, int, int]  # owner (lower-case text), type, ttl, rdata start, end
 
+# The record types it checks as strictly as dnspython parses them; any other type, any other
+# class, OPT and TSIG (which dnspython checks for position and keys) make it step aside.
+_NS = 2
+_CHECKED = frozenset({*_CODES.values(), _CNAME, _SOA, _NS})
+_MAX_POINTERS = 16  # dnspython's MAX_COMPRESSION_POINTER_CHAIN
+
 
 def _section(wire: bytes, offset: int, count: int) -> tuple[list[_Record], int]:
     records = []
     for _ in range(count):
-        owner, offset = _name(wire, offset)
+        owner, offset = _name(wire, offset, len(wire))
         rdtype, rdclass, ttl, length = _RR.unpack_from(wire, offset)
         start = offset + 10
         offset = start + length
-        if offset > len(wire):
-            raise _Unhandled
-        if rdclass == _IN and ttl < 2**31:
-            records.append((owner, rdtype, ttl, start, offset))
-        elif rdtype in (_CNAME, _SOA, *_CODES.values()):
-            raise _Unhandled  # another class, or a TTL dnspython would read differently
+        if offset > len(wire) or rdclass != _IN or rdtype not in _CHECKED or ttl >= 2**31:
+            raise _Unhandled  # cut short, or not a record it vouches for
+        _check_rdata(wire, rdtype, start, offset)
+        records.append((owner, rdtype, ttl, start, offset))
     return records, offset
 
 
-def _name(wire: bytes, offset: int) -> tuple[str, int]:
-    """A (possibly compressed) name as lower-case absolute text, and the offset after it."""
+def _check_rdata(wire: bytes, rdtype: int, start: int, end: int) -> None:
+    """Raise unless dnspython would parse this rdata: it parses every record, used or not."""
+    if rdtype == 1:
+        after = start + 4
+    elif rdtype == 28:
+        after = start + 16
+    elif rdtype == 33:
+        after = _name(wire, start + 6, end)[1] if start + 6 <= end else -1
+    elif rdtype == _SOA:
+        after = _name(wire, _name(wire, start, end, plain=False)[1], end, plain=False)[1] + 20
+    else:  # CNAME, NS: one name
+        after = _name(wire, start, end, plain=rdtype == _CNAME)[1]
+    if after != end:
+        raise _Unhandled  # dnspython requires the rdata to end exactly there
+
+
+def _name(wire: bytes, offset: int, end: int, *, plain: bool = True) -> tuple[str, int]:
+    """A (possibly compressed) name as lower-case absolute text, and the offset after it.
+
+    Checked as dnspython's ``from_wire_parser`` checks it: labels up to 63 bytes, no other
+    label type, pointers strictly backwards, each pointed-to part ending before the part
+    that points to it, at most 16 pointers, at most 255 bytes in all; nothing read at or
+    past ``end`` (the message's, or the rdata's for a name in rdata). With ``plain``, a
+    label dnspython would escape in text makes it step aside: the text is compared and kept.
+    """
     labels: list[bytes] = []
-    end = -1
-    pointer_limit = offset
+    size = 1  # the root label's length byte
+    after = -1
+    start = lowest = offset
+    pointers = 0
     while True:
-        length = wire[offset]
-        if length == 0:
-            offset += 1
-            break
-        if length >= 0xC0:
-            target = (length & 0x3F) << 8 | wire[offset + 1]
-            if target >= pointer_limit:
-                raise _Unhandled  # pointers must go backwards, as dnspython requires
-            if end < 0:
-                end = offset + 2
-            offset = pointer_limit = target
-            continue
-        if length > 63:
+        if offset >= end:
             raise _Unhandled
-        label = wire[offset + 1 : offset + 1 + length]
-        if len(label) != length or not _PLAIN.issuperset(label):
-            raise _Unhandled  # dnspython would escape it: let it
-        labels.append(label)
-        offset += 1 + length
-    text = b".".join(labels).decode("ascii").lower() + "."
-    if len(text) > 255:
+        length = wire[offset]
+        offset += 1
+        if length == 0:
+            break
+        if length < 64:
+            if offset + length > end:
+                raise _Unhandled
+            label = wire[offset : offset + length]
+            if plain and not _PLAIN.issuperset(label):
+                raise _Unhandled  # dnspython would escape it: let it
+            labels.append(label)
+            size += 1 + length
+            offset += length
+        elif length >= 0xC0:
+            if offset >= end:
+                raise _Unhandled
+            target = (length & 0x3F) << 8 | wire[offset]
+            offset += 1
+            if after < 0:
+                after = offset
+            pointers += 1
+            if target >= lowest or pointers > _MAX_POINTERS:
+                raise _Unhandled
+            end, offset, start, lowest = start, target, target, target
+        else:
+            raise _Unhandled  # label types 0x40 and 0x80: dnspython refuses them
+    if size > 255:
         raise _Unhandled
-    return text, (end if end >= 0 else offset)
+    text = b".".join(labels).decode("ascii", "replace").lower() + "."
+    return text, (after if after >= 0 else offset)
 
 
 def _text(name: bytes) -> str:
@@ -183,7 +221,7 @@ def _rdata(wire: bytes, code: int, rr: _Record) -> str | SrvRecord:
             raise _Unhandled
         return dns.ipv6.inet_ntoa(wire[start:end])
     priority, weight, port = struct.unpack_from("!HHH", wire, start)
-    target, after = _name(wire, start + 6)
+    target, after = _name(wire, start + 6, end)
     if after != end:
         raise _Unhandled
     return SrvRecord(priority=priority, weight=weight, port=port, target=target)
@@ -196,9 +234,6 @@ def _soa(wire: bytes, authority: list[_Record]) -> int | None:
         return None
     owner = soas[0][0]
     rrset = [rr for rr in soas if rr[0] == owner]
-    _, offset = _name(wire, rrset[0][3])  # mname
-    _, offset = _name(wire, offset)  # rname
-    if offset + 20 != rrset[0][4]:
-        raise _Unhandled  # the five counters must end the record, as dnspython checks
-    minimum = struct.unpack_from("!IIIII", wire, offset)[4]
+    end = rrset[-1][4]  # a singleton type too: the last record stands; its rdata is checked
+    minimum = struct.unpack_from("!I", wire, end - 4)[0]
     return int(min(min(rr[2] for rr in rrset), minimum))

@@ -16,7 +16,8 @@ with a CNAME (asked for another type) answers with the alias followed (at most
 8 deep, deeper is SERVFAIL); records answer NOERROR; anything else is NODATA.
 
 HTTPS rules: a URL in ``https`` gets its response or its ``failure``; a URL
-that is not there gets 404 if its host has an address in the world, and a
+that is not there gets 404 if the request carries addresses (the machine
+resolved the host) or its host has an address in the world, and a
 ``no_address`` failure if not. A body over the request's limit is a
 ``body_too_large`` failure, as a real transport would report it.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import heapq
 import random as _random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -159,7 +161,7 @@ class FakeWorld:
         described = self.world["https"].get(request.url)
         if described is None:
             host = urlsplit(request.url).hostname or ""
-            if self._has_address(host):
+            if request.addresses or self._has_address(host):
                 return HttpsResponse(status=404, headers=(), body=b"")
             return HttpsFailure(
                 kind=HttpsFailureKind.NO_ADDRESS, message=f"{host} has no address in the world"
@@ -241,6 +243,44 @@ class FakeWorld:
             else:
                 assert isinstance(event, (Resolution, ResolutionFailure))
                 return event
+        raise RuntimeError(f"the resolution did not end within {_MAX_STEPS} events")
+
+    def resolve_timed(
+        self,
+        server_name: str | ServerName,
+        *,
+        cost: Callable[[Request], float],
+        cache: ResolverCache | None = None,
+        settings: Settings | None = None,
+        random: Callable[[], float] | None = None,
+    ) -> tuple[Resolution | ResolutionFailure, float]:
+        """Run one resolution where each request takes ``cost(request)`` on the world's clock.
+
+        Every request handed out is in flight at once, as with a driver that runs
+        them all concurrently; outcomes come back in order of completion and the
+        clock moves to each. Returns the result and the time it took: with costs
+        in round trips, the resolution's critical path in round trips.
+        """
+        machine = ResolutionMachine(
+            server_name,
+            now=self.now,
+            random=random if random is not None else _random.Random(0).random,
+            cache=cache,
+            settings=settings,
+        )
+        started = self.now
+        in_flight: list[tuple[float, int, Request]] = []
+        for sequence in range(_MAX_STEPS):
+            event = machine.next_event()
+            if isinstance(event, (DnsQuery, HttpsGet)):
+                heapq.heappush(in_flight, (self.now + cost(event), sequence, event))
+            elif event is NEED_RESULTS:
+                done_at, _, request = heapq.heappop(in_flight)
+                self.now = max(self.now, done_at)
+                machine.receive(request, self.answer(request), now=self.now)
+            else:
+                assert isinstance(event, (Resolution, ResolutionFailure))
+                return event, self.now - started
         raise RuntimeError(f"the resolution did not end within {_MAX_STEPS} events")
 
 

@@ -1,9 +1,11 @@
 """HTTPS transports for the well-known fetch: h11 over ``ssl``, sync and asyncio.
 
-Each fetch is one hop (the machine follows redirects). The transport resolves
-the URL's host through the same DNS transport as everything else, refuses
-addresses the IP policy refuses, races the connections, verifies the
-certificate for the URL's host, and reads within the time and size limits.
+Each fetch is one hop (the machine follows redirects). The transport connects
+to the addresses the machine resolved for the URL's host (or, for a request
+without them, resolves the host through the same DNS transport as everything
+else and refuses addresses the IP policy refuses), races the connections,
+verifies the certificate for the URL's host, and reads within the time and size
+limits.
 Whatever goes wrong comes back as an :class:`~mxresolve.HttpsFailure`.
 """
 
@@ -50,6 +52,11 @@ class HttpsTransport(Protocol):
 
 class AsyncHttpsTransport(Protocol):
     async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure: ...
+
+
+def _given(request: HttpsGet) -> list[str] | None:
+    """The addresses the machine resolved, through its cache and IP policy, if any."""
+    return list(request.addresses) or None
 
 
 def _literal(host: str, policy: IpPolicy) -> list[str] | HttpsFailure | None:
@@ -108,7 +115,7 @@ class H11HttpsTransport(_H11Transport[DnsTransport]):
 
     def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
         deadline = time.monotonic() + timeout
-        addresses = _literal(request.host, self._policy)
+        addresses = _given(request) or _literal(request.host, self._policy)
         if addresses is None:
             results = [
                 self._dns.query(q, max(deadline - time.monotonic(), 0.001))
@@ -157,7 +164,7 @@ class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
             return HttpsFailure(kind=HttpsFailureKind.READ_TIMEOUT, message="no response in time")
 
     async def _fetch(self, request: HttpsGet, deadline: float) -> HttpsResponse | HttpsFailure:
-        addresses = _literal(request.host, self._policy)
+        addresses = _given(request) or _literal(request.host, self._policy)
         if addresses is None:
             remaining = max(deadline - time.monotonic(), 0.001)
             results = await asyncio.gather(

@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from .._core.cache import ResolverCache
 from .._core.errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
@@ -260,20 +260,51 @@ class Resolver(_Base):
                 self._inflight.pop(server_name, None)
 
     def _run(self, server_name: str) -> Resolution | ResolutionFailure:
+        """The machine's requests, up to ``max_concurrent_requests`` at once.
+
+        One resolution's extra requests run on a small pool of its own, so that
+        AAAA and A (and what the machine asks early) cost one round trip, not
+        several; with a limit of 1 each runs in the calling thread, in turn.
+        """
         deadline = time.monotonic() + self.settings.deadline
+        limit = self.settings.max_concurrent_requests
         with self._lock:
             machine = self._machine(server_name)
-        while True:
-            with self._lock:
-                event = machine.next_event()
-            if isinstance(event, (Resolution, ResolutionFailure)):
-                return event
-            if event is NEED_RESULTS:
-                raise LocalProtocolError("the sync driver answers every request at once")
-            assert isinstance(event, (DnsQuery, HttpsGet))
-            outcome = self._perform(event, deadline)
-            with self._lock:
-                machine.receive(event, outcome, now=self._clock())
+        pool: ThreadPoolExecutor | None = None
+        running: dict[Future[Outcome], Request] = {}
+        try:
+            while True:
+                with self._lock:
+                    event = machine.next_event() if len(running) < limit else NEED_RESULTS
+                if isinstance(event, (Resolution, ResolutionFailure)):
+                    return event
+                if isinstance(event, (DnsQuery, HttpsGet)):
+                    if limit == 1:
+                        outcome = self._perform(event, deadline)
+                        with self._lock:
+                            machine.receive(event, outcome, now=self._clock())
+                        continue
+                    if pool is None:
+                        pool = ThreadPoolExecutor(limit, thread_name_prefix="mxresolve")
+                    running[pool.submit(self._perform, event, deadline)] = event
+                    continue
+                if not running:
+                    raise LocalProtocolError("the machine waits, but no request is running")
+                done, _ = wait(
+                    running,
+                    timeout=max(deadline - time.monotonic(), 0) + 1.0,  # transports time out
+                    return_when=FIRST_COMPLETED,
+                )
+                if not done:  # a backstop, as in the asyncio driver
+                    done = set(running)
+                for future in done:
+                    request = running.pop(future)
+                    outcome = future.result() if future.done() else _timed_out(request)
+                    with self._lock:
+                        machine.receive(request, outcome, now=self._clock())
+        finally:
+            if pool is not None:  # requests left running end by their own timeouts
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def _perform(self, request: Request, deadline: float) -> Outcome:
         try:
@@ -400,10 +431,11 @@ class AsyncResolver(_Base):
 
     async def _run(self, machine: ResolutionMachine) -> Resolution | ResolutionFailure:
         deadline = time.monotonic() + self.settings.deadline
+        limit = self.settings.max_concurrent_requests
         running: dict[asyncio.Task[Outcome], Request] = {}
         try:
             while True:
-                event = machine.next_event()
+                event = machine.next_event() if len(running) < limit else NEED_RESULTS
                 if isinstance(event, (DnsQuery, HttpsGet)):
                     running[asyncio.ensure_future(self._perform(event, deadline))] = event
                     continue
