@@ -16,8 +16,8 @@ nox.options.error_on_missing_interpreters = False
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and property tests, every vector, and the integration suite."""
-    session.install("-e", ".[test]")
+    """Unit and property tests, every vector, and the integration suite (adapters included)."""
+    session.install("-e", ".[test,httpx,aiohttp,twisted]")
     session.run("pytest", *session.posargs)
 
 
@@ -37,7 +37,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("mypy==2.4.1", "-e", ".")
+    # With every extra: the adapters are typed against the clients they plug into.
+    session.install("mypy==2.4.1", "-e", ".[httpx,aiohttp,twisted]")
     session.run("mypy")
 
 

@@ -396,6 +396,14 @@ _matrix-fed._tcp.cy-deleg-srv SRV 10 0 8443 cy-t-srv
 cy-t-srv            A     127.0.5.2
 cy-t-fed            A     127.0.5.3
 cy-deleg-plain      A     127.0.5.4
+
+; ---- failover of the HTTP-client adapters (EXTRA_TARGETS; tests/integration/test_requests.py)
+fo-refused          A     127.0.3.99
+_matrix-fed._tcp.fo-refused SRV 10 0 8448 t-trap
+_matrix-fed._tcp.fo-refused SRV 20 0 8448 t-fed
+fo-badcert          A     127.0.3.99
+_matrix-fed._tcp.fo-badcert SRV 10 0 8448 target-badcert
+_matrix-fed._tcp.fo-badcert SRV 20 0 8448 t-fed
 """
 
 # Zones Knot is configured for whose zone file is unloadable: Knot answers SERVFAIL for every
@@ -1258,6 +1266,15 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 SCENARIOS_BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
 
+# Targets the servers present beyond the scenarios' own: the second, working target of the
+# adapters' failover names (fo-*.mxtest), whose first target refuses or has a wrong
+# certificate. Not scenarios: the drivers' tests would then expect the failing first target
+# to be served too.
+EXTRA_TARGETS: tuple[Target, ...] = (
+    _srv("t-fed", 8448, ["127.0.3.30"], _n("fo-refused"), 20),
+    _srv("t-fed", 8448, ["127.0.3.30"], _n("fo-badcert"), 20),
+)
+
 
 def scenario(name: str) -> Scenario:
     """Look a scenario up by name (KeyError lists the known names)."""
@@ -1818,6 +1835,9 @@ def _target_sockets(server: ServerKind | None = None) -> dict[Socket, dict[str, 
         for t in s.targets:
             for a in t.addresses:
                 out.setdefault((a, t.port), {})[t.tls_server_name] = kind
+    for t in EXTRA_TARGETS if server in (None, "nginx") else ():  # nginx serves them
+        for a in t.addresses:
+            out.setdefault((a, t.port), {})[t.tls_server_name] = "valid"
     return out
 
 
@@ -1845,7 +1865,8 @@ _VERSION_LOCATION = (
     f"        location = {VERSION_PATH} {{\n"
     "            default_type application/json;\n"
     '            return 200 \'{"server":{"name":"nginx-test","version":"1"},'
-    '"host":"$http_host","sni":"$ssl_server_name","site":"$mx_site"}\';\n'
+    '"host":"$http_host","sni":"$ssl_server_name","site":"$mx_site",'
+    '"connection":"$connection"}\';\n'
     "        }\n"
 )
 

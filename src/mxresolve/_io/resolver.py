@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from .._core.cache import ResolverCache
 from .._core.errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
@@ -62,8 +63,12 @@ from .net import (
 
 __all__ = ["AsyncResolver", "Resolver"]
 
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
+
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0  # connect(): a stream that falls silent this long raises
+_STREAM_LIMIT = 2**16  # asyncio.open_connection's default buffer limit
 
 
 class _Base:
@@ -315,32 +320,29 @@ class Resolver(_Base):
             return _transport_failure(request, exc)
 
     def connect(
-        self, target: str | Resolution, *, timeout: float = DEFAULT_CONNECT_TIMEOUT
+        self,
+        target: str | Resolution,
+        *,
+        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     ) -> tuple[ssl.SSLSocket, Target]:
         """Open a verified TLS connection to the first target that accepts one.
 
         Targets are tried in order; each one's addresses are raced (Happy
         Eyeballs). The certificate is verified for ``tls_server_name`` and SNI
-        is sent unless that is an IP address. Raises :class:`ConnectError`.
+        is sent unless that is an IP address. ``timeout`` bounds each target's
+        connection and handshake; the socket returned has ``read_timeout`` as its
+        timeout (``None``: block forever). Raises :class:`ConnectError`.
         """
         resolution = target if isinstance(target, Resolution) else self.resolve(target)
         attempts: list[tuple[Target, str]] = []
         for candidate in resolution.targets:
-            deadline = time.monotonic() + timeout
             try:
-                raw = connect_tcp(candidate.addresses, candidate.port, deadline)
+                tls = connect_target(candidate, self._ssl_context, time.monotonic() + timeout)
             except ConnectFailed as exc:
                 attempts.append((candidate, f"{exc.kind.value}: {exc.message}"))
                 continue
-            try:
-                raw.settimeout(max(deadline - time.monotonic(), 0.001))
-                tls = self._ssl_context.wrap_socket(raw, server_hostname=candidate.tls_server_name)
-            except (OSError, ssl.SSLError) as exc:
-                raw.close()
-                kind = classify_error(exc, connecting=True)
-                attempts.append((candidate, f"{kind.value}: {exc}"))
-                continue
-            tls.settimeout(None)
+            tls.settimeout(read_timeout)
             return tls, candidate
         raise ConnectError(resolution, attempts)
 
@@ -467,33 +469,116 @@ class AsyncResolver(_Base):
             return _transport_failure(request, exc)
 
     async def connect(
-        self, target: str | Resolution, *, timeout: float = DEFAULT_CONNECT_TIMEOUT
+        self,
+        target: str | Resolution,
+        *,
+        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Target]:
-        """The asyncio form of :meth:`Resolver.connect`: (reader, writer, target)."""
+        """The asyncio form of :meth:`Resolver.connect`: (reader, writer, target).
+
+        Every read on the reader raises :class:`TimeoutError` when no data comes
+        for ``read_timeout`` seconds (``None``: wait forever).
+        """
         resolution = target if isinstance(target, Resolution) else await self.resolve(target)
         attempts: list[tuple[Target, str]] = []
         for candidate in resolution.targets:
-            deadline = time.monotonic() + timeout
             try:
-                raw = await async_connect_tcp(candidate.addresses, candidate.port, deadline)
+                reader, writer = await async_connect_target(
+                    candidate,
+                    self._ssl_context,
+                    time.monotonic() + timeout,
+                    read_timeout=read_timeout,
+                )
             except ConnectFailed as exc:
                 attempts.append((candidate, f"{exc.kind.value}: {exc.message}"))
                 continue
-            try:
-                reader, writer = await asyncio.open_connection(
-                    sock=raw,
-                    ssl=self._ssl_context,
-                    server_hostname=candidate.tls_server_name,
-                    ssl_handshake_timeout=max(deadline - time.monotonic(), 0.001),
-                )
-            except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
-                with contextlib.suppress(OSError):
-                    raw.close()
-                kind = classify_error(exc, connecting=True)
-                attempts.append((candidate, f"{kind.value}: {exc}"))
-                continue
             return reader, writer, candidate
         raise ConnectError(resolution, attempts)
+
+
+def connect_target(target: Target, context: ssl.SSLContext, deadline: float) -> ssl.SSLSocket:
+    """TCP to one of ``target``'s addresses (raced), then TLS for its ``tls_server_name``.
+
+    The one place a federation connection is made, shared by ``connect()`` and the
+    HTTP-client adapters. Raises :class:`ConnectFailed`; the socket returned blocks.
+    """
+    raw = connect_tcp(target.addresses, target.port, deadline)
+    try:
+        raw.settimeout(max(deadline - time.monotonic(), 0.001))
+        # server_hostname is the TLS name: ssl sends no SNI for an IP address and then
+        # checks the certificate's IP entries, as the spec asks (target.sni is None).
+        return context.wrap_socket(raw, server_hostname=target.tls_server_name)
+    except (OSError, ssl.SSLError) as exc:
+        raw.close()
+        raise ConnectFailed(classify_error(exc, connecting=True), str(exc)) from exc
+
+
+class TimeoutStreamReader(asyncio.StreamReader):
+    """A StreamReader whose every read gives up after ``read_timeout`` seconds of silence."""
+
+    def __init__(self, read_timeout: float | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.read_timeout = read_timeout
+
+    async def read(self, n: int = -1) -> bytes:
+        return await asyncio.wait_for(super().read(n), self.read_timeout)
+
+    async def readline(self) -> bytes:
+        return await asyncio.wait_for(super().readline(), self.read_timeout)
+
+    async def readexactly(self, n: int) -> bytes:
+        return await asyncio.wait_for(super().readexactly(n), self.read_timeout)
+
+    async def readuntil(self, separator: Any = b"\n") -> bytes:  # bytes, or a tuple (3.13+)
+        return await asyncio.wait_for(super().readuntil(separator), self.read_timeout)
+
+
+async def async_open_target(
+    target: Target,
+    context: ssl.SSLContext,
+    deadline: float,
+    protocol_factory: Callable[[], _P],
+) -> tuple[asyncio.Transport, _P]:
+    """The asyncio form of :func:`connect_target`, for any protocol: (transport, protocol)."""
+    raw = await async_connect_tcp(target.addresses, target.port, deadline)
+    loop = asyncio.get_running_loop()
+    left = max(deadline - time.monotonic(), 0.001)
+    try:
+        # Our own limit, so that a silent peer is a timeout (asyncio's own handshake
+        # timeout, a second later as a backstop, reports an aborted connection).
+        transport, protocol = await asyncio.wait_for(
+            loop.create_connection(
+                protocol_factory,
+                sock=raw,
+                ssl=context,
+                server_hostname=target.tls_server_name,
+                ssl_handshake_timeout=left + 1.0,
+            ),
+            left,
+        )
+    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        with contextlib.suppress(OSError):
+            raw.close()
+        why = "the TLS handshake timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+        raise ConnectFailed(classify_error(exc, connecting=True), why) from exc
+    assert isinstance(transport, asyncio.Transport)
+    return transport, protocol
+
+
+async def async_connect_target(
+    target: Target,
+    context: ssl.SSLContext,
+    deadline: float,
+    *,
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """:func:`async_open_target` as asyncio streams: (reader, writer) over verified TLS."""
+    loop = asyncio.get_running_loop()
+    reader = TimeoutStreamReader(read_timeout, limit=_STREAM_LIMIT, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await async_open_target(target, context, deadline, lambda: protocol)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 def _timed_out(request: Request) -> Outcome:

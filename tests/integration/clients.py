@@ -1,0 +1,266 @@
+"""One small driver per HTTP-client adapter, so every test runs through each of them.
+
+A driver makes ``matrix-federation://`` requests through its client's ordinary API
+(``httpx.Client.request``, ``aiohttp.ClientSession.request``, Twisted's
+``IAgent.request``) and hands back a :class:`Reply`. Async clients run on a loop
+of their own; Twisted's reactor runs in a thread for the whole test session.
+
+The echo the world's target sites serve (``/_matrix/federation/v1/version``:
+the Host and SNI nginx saw) is what the tests check; a server added later that
+echoes the same fields (Caddy) is one more entry in the servers' parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from mxresolve import AsyncResolver, Resolver, Target
+
+CLIENTS = ("httpx", "httpx-async", "aiohttp", "twisted")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    target: Target | None = None  # the target that answered, where the client tells
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Driver:
+    name: str
+    # What the client raises when no connection could be made (its own type), and for a
+    # URL it cannot parse or whose scheme the adapter does not serve.
+    connect_error: type[BaseException]
+    bad_url_errors: tuple[type[BaseException], ...]
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        chunks: list[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        raise NotImplementedError
+
+    def get(self, url: str, **kwargs: Any) -> Reply:
+        return self.request("GET", url, **kwargs)
+
+    def stream(self, url: str) -> list[bytes]:
+        """GET through the client's streaming API; the body's chunks."""
+        raise NotImplementedError
+
+    def pool_count(self) -> int | None:
+        """Distinct pools or connections the adapter holds, where it can tell."""
+        return None
+
+    def resolver(self) -> Resolver | AsyncResolver:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# --- httpx ------------------------------------------------------------------------------
+
+
+class HttpxDriver(Driver):
+    name = "httpx"
+
+    def __init__(self, config: dict[str, Any], **options: Any) -> None:
+        import httpx
+
+        from mxresolve.integrations.httpx import FederationConnectError, MatrixFederationTransport
+
+        self.connect_error = FederationConnectError
+        self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.transport = MatrixFederationTransport(Resolver(**config), **options)
+        self.client = httpx.Client(transport=self.transport)
+
+    def request(self, method: str, url: str, **kw: Any) -> Reply:
+        content: Any = kw.get("body")
+        if kw.get("chunks") is not None:
+            content = iter(kw["chunks"])
+        r = self.client.request(
+            method, url, content=content, headers=kw.get("headers"), timeout=kw.get("timeout", 10)
+        )
+        return Reply(r.status_code, r.content, dict(r.headers), r.extensions["mxresolve.target"])
+
+    def stream(self, url: str) -> list[bytes]:
+        with self.client.stream("GET", url) as r:
+            return list(r.iter_raw())
+
+    def pool_count(self) -> int:
+        return len(self.transport._pools)
+
+    def resolver(self) -> Resolver:
+        return self.transport.resolver
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _LoopDriver(Driver):
+    """Runs an async client on a private event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.aclose())
+        self.loop.close()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class HttpxAsyncDriver(_LoopDriver):
+    name = "httpx-async"
+
+    def __init__(self, config: dict[str, Any], **options: Any) -> None:
+        super().__init__()
+        import httpx
+
+        from mxresolve.integrations.httpx import (
+            AsyncMatrixFederationTransport,
+            FederationConnectError,
+        )
+
+        self.connect_error = FederationConnectError
+        self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.transport = AsyncMatrixFederationTransport(AsyncResolver(**config), **options)
+        self.client = httpx.AsyncClient(transport=self.transport)
+
+    def request(self, method: str, url: str, **kw: Any) -> Reply:
+        async def go() -> Reply:
+            content: Any = kw.get("body")
+            if kw.get("chunks") is not None:
+                chunks = kw["chunks"]
+
+                async def gen() -> Any:
+                    for c in chunks:
+                        yield c
+
+                content = gen()
+            r = await self.client.request(
+                method,
+                url,
+                content=content,
+                headers=kw.get("headers"),
+                timeout=kw.get("timeout", 10),
+            )
+            return Reply(
+                r.status_code, r.content, dict(r.headers), r.extensions["mxresolve.target"]
+            )
+
+        return self.run(go())
+
+    def stream(self, url: str) -> list[bytes]:
+        async def go() -> list[bytes]:
+            async with self.client.stream("GET", url) as r:
+                return [c async for c in r.aiter_raw()]
+
+        return self.run(go())
+
+    def pool_count(self) -> int:
+        return len(self.transport._pools)
+
+    def resolver(self) -> AsyncResolver:
+        return self.transport.resolver
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class AiohttpDriver(_LoopDriver):
+    name = "aiohttp"
+
+    def __init__(self, config: dict[str, Any], **options: Any) -> None:
+        super().__init__()
+        import aiohttp
+
+        from mxresolve.integrations.aiohttp import MatrixFederationConnector
+
+        self.connect_error = aiohttp.ClientConnectorError
+        self.bad_url_errors = (aiohttp.NonHttpUrlClientError, aiohttp.InvalidUrlClientError)
+        self._resolver = AsyncResolver(**config)
+
+        async def make() -> aiohttp.ClientSession:
+            self.connector = MatrixFederationConnector(self._resolver, **options)
+            return aiohttp.ClientSession(connector=self.connector)
+
+        self.session = self.run(make())
+
+    def request(self, method: str, url: str, **kw: Any) -> Reply:
+        import aiohttp
+
+        async def go() -> Reply:
+            data: Any = kw.get("body")
+            if kw.get("chunks") is not None:
+                chunks = kw["chunks"]
+
+                async def gen() -> Any:
+                    for c in chunks:
+                        yield c
+
+                data = gen()
+            async with self.session.request(
+                method,
+                url,
+                data=data,
+                headers=kw.get("headers"),
+                timeout=aiohttp.ClientTimeout(total=kw.get("timeout", 10)),
+            ) as r:
+                body = await r.read()
+                target = None
+                if r.connection is not None and r.connection.protocol is not None:
+                    target = self.connector._targets.get(r.connection.protocol)
+                return Reply(r.status, body, dict(r.headers), target)
+
+        return self.run(go())
+
+    def stream(self, url: str) -> list[bytes]:
+        async def go() -> list[bytes]:
+            async with self.session.get(url) as r:
+                return [c async for c in r.content.iter_any()]
+
+        return self.run(go())
+
+    def resolver(self) -> AsyncResolver:
+        return self._resolver
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+DRIVERS: dict[str, Callable[..., Driver]] = {
+    "httpx": HttpxDriver,
+    "httpx-async": HttpxAsyncDriver,
+    "aiohttp": AiohttpDriver,
+}
+
+
+def make_driver(name: str, config: dict[str, Any], **options: Any) -> Driver:
+    return DRIVERS[name](config, **options)
+
+
+def drivers(config: dict[str, Any]) -> Iterator[Driver]:
+    for name in DRIVERS:
+        yield make_driver(name, config)
+
+
+_ = threading  # the Twisted driver runs its reactor in a thread
