@@ -41,6 +41,8 @@ class Driver:
     # URL it cannot parse or whose scheme the adapter does not serve.
     connect_error: type[BaseException]
     bad_url_errors: tuple[type[BaseException], ...]
+    # What the client's own timeout raises (the adapters' connect timeouts say "timed out").
+    timeout_errors: tuple[type[BaseException], ...] = ()
 
     def request(
         self,
@@ -85,6 +87,7 @@ class HttpxDriver(Driver):
 
         self.connect_error = FederationConnectError
         self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.timeout_errors = (httpx.TimeoutException,)
         self.transport = MatrixFederationTransport(Resolver(**config), **options)
         self.client = httpx.Client(transport=self.transport)
 
@@ -142,6 +145,7 @@ class HttpxAsyncDriver(_LoopDriver):
 
         self.connect_error = FederationConnectError
         self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.timeout_errors = (httpx.TimeoutException,)
         self.transport = AsyncMatrixFederationTransport(AsyncResolver(**config), **options)
         self.client = httpx.AsyncClient(transport=self.transport)
 
@@ -197,6 +201,7 @@ class AiohttpDriver(_LoopDriver):
 
         self.connect_error = aiohttp.ClientConnectorError
         self.bad_url_errors = (aiohttp.NonHttpUrlClientError, aiohttp.InvalidUrlClientError)
+        self.timeout_errors = (TimeoutError,)
         self._resolver = AsyncResolver(**config)
 
         async def make() -> aiohttp.ClientSession:
@@ -247,10 +252,148 @@ class AiohttpDriver(_LoopDriver):
         await self.session.close()
 
 
+_REACTOR_LOCK = threading.Lock()
+_reactor_thread: threading.Thread | None = None
+
+
+def _running_reactor() -> Any:
+    """Twisted's global reactor, running in a daemon thread from first use to the process's end."""
+    global _reactor_thread
+    from twisted.internet import reactor
+
+    with _REACTOR_LOCK:
+        if _reactor_thread is None:
+            _reactor_thread = threading.Thread(
+                target=reactor.run,  # type: ignore[attr-defined]
+                kwargs={"installSignalHandlers": False},
+                name="twisted-reactor",
+                daemon=True,
+            )
+            _reactor_thread.start()
+    return reactor
+
+
+class TwistedDriver(Driver):
+    name = "twisted"
+
+    def __init__(self, config: dict[str, Any], **options: Any) -> None:
+        from twisted.internet import error
+
+        from mxresolve.integrations.twisted import MatrixFederationAgent
+
+        self.reactor = _running_reactor()
+        self.connect_error = error.ConnectError
+        from twisted.internet import defer
+        from twisted.web.error import SchemeNotSupported
+
+        from mxresolve.integrations._federation import InvalidFederationURL
+
+        # Twisted has no URL type: the agent parses the URL itself, and says what is wrong.
+        self.bad_url_errors = (SchemeNotSupported, InvalidFederationURL)
+        self.timeout_errors = (defer.TimeoutError, error.TimeoutError)
+        self.agent = self._call(
+            lambda: MatrixFederationAgent(self.reactor, Resolver(**config), **options)
+        )
+
+    def _call(self, f: Callable[[], Any]) -> Any:
+        from twisted.internet.threads import blockingCallFromThread
+
+        return blockingCallFromThread(self.reactor, f)
+
+    def request(self, method: str, url: str, **kw: Any) -> Reply:
+        from twisted.internet import defer
+        from twisted.web.client import FileBodyProducer
+        from twisted.web.http_headers import Headers
+
+        headers = Headers({k: [v] for k, v in (kw.get("headers") or {}).items()})
+        producer: Any = None
+        if kw.get("body") is not None:
+            import io
+
+            producer = FileBodyProducer(io.BytesIO(kw["body"]))
+        elif kw.get("chunks") is not None:
+            producer = _ChunksProducer(kw["chunks"])
+
+        async def go() -> Reply:
+            d = self.agent.request(method.encode(), url.encode(), headers, producer)
+            response = await d
+            chunks = _chunks(response).addTimeout(kw.get("timeout", 10), self.reactor)
+            body = b"".join(await chunks)
+            flat = {k.decode(): v[-1].decode() for k, v in response.headers.getAllRawHeaders()}
+            return Reply(response.code, body, flat)
+
+        def start() -> Any:
+            return defer.Deferred.fromCoroutine(go()).addTimeout(
+                kw.get("timeout", 10), self.reactor
+            )
+
+        return self._call(start)
+
+    def stream(self, url: str) -> list[bytes]:
+        from twisted.internet import defer
+
+        async def go() -> list[bytes]:
+            response = await self.agent.request(b"GET", url.encode())
+            return await _chunks(response)
+
+        return self._call(lambda: defer.Deferred.fromCoroutine(go()))
+
+    def resolver(self) -> Resolver:
+        return self.agent.resolver
+
+    def close(self) -> None:
+        self._call(self.agent.pool.closeCachedConnections)
+
+
+def _chunks(response: Any) -> Any:
+    """The body through Twisted's streaming API (``deliverBody``): a Deferred of its chunks."""
+    from twisted.internet import defer, protocol
+
+    done: defer.Deferred[list[bytes]] = defer.Deferred()
+    chunks: list[bytes] = []
+
+    class Collect(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            chunks.append(data)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            done.callback(chunks)
+
+    response.deliverBody(Collect())
+    return done
+
+
+class _ChunksProducer:
+    """An IBodyProducer of unknown length: Twisted sends it chunked."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        from twisted.web.iweb import UNKNOWN_LENGTH
+
+        self.length = UNKNOWN_LENGTH
+        self._chunks = chunks
+
+    def startProducing(self, consumer: Any) -> Any:
+        from twisted.internet import defer
+
+        for c in self._chunks:
+            consumer.write(c)
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
 DRIVERS: dict[str, Callable[..., Driver]] = {
     "httpx": HttpxDriver,
     "httpx-async": HttpxAsyncDriver,
     "aiohttp": AiohttpDriver,
+    "twisted": TwistedDriver,
 }
 
 
@@ -261,6 +404,3 @@ def make_driver(name: str, config: dict[str, Any], **options: Any) -> Driver:
 def drivers(config: dict[str, Any]) -> Iterator[Driver]:
     for name in DRIVERS:
         yield make_driver(name, config)
-
-
-_ = threading  # the Twisted driver runs its reactor in a thread
