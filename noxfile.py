@@ -7,6 +7,8 @@ without them those tests skip, unless MXRESOLVE_REQUIRE_INTEGRATION=1.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "vectors"]
@@ -60,16 +62,30 @@ def differential(session: nox.Session) -> None:
     at the pinned version. Posargs go to tests/differential/run_synapse.py (e.g. --json).
     """
     import os
+
+    python = _synapse_venv(session)
+    session.install("-e", ".", "dnspython>=2.6", "trustme>=1.1")
+    session.run(
+        "python",
+        "tests/differential/run_synapse.py",
+        "--synapse-python",
+        str(python),
+        *session.posargs,
+        env={"MXRESOLVE_WORLD_WAIT": os.environ.get("MXRESOLVE_WORLD_WAIT", "600")},
+    )
+
+
+def _synapse_venv(session: nox.Session) -> Path:
+    """The Synapse venv's interpreter (MXRESOLVE_SYNAPSE_VENV, default .venv-synapse),
+    created from benchmarks/peers/requirements-synapse.txt when missing or not at the pin."""
+    import os
     import re
     import subprocess
-    from pathlib import Path
 
     requirements = Path("benchmarks/peers/requirements-synapse.txt")
     venv = Path(os.environ.get("MXRESOLVE_SYNAPSE_VENV", ".venv-synapse"))
     python = venv / "bin" / "python"
     pin = re.search(r"^matrix-synapse==(\S+)", requirements.read_text("utf-8"), re.M)
-
-    session.install("-e", ".", "dnspython>=2.6", "trustme>=1.1")
     installed = None
     if python.exists():
         probe = "import importlib.metadata as m, synapse; print(m.version('matrix-synapse'))"
@@ -81,13 +97,27 @@ def differential(session: nox.Session) -> None:
         if not python.exists():
             session.run("python", "-m", "venv", str(venv))
         session.run(str(python), "-m", "pip", "install", "-r", str(requirements), external=True)
+    return python
+
+
+@nox.session(default=False)
+def e2e(session: nox.Session) -> None:
+    """Every HTTP-client adapter against a real Synapse on loopback (tests marked ``synapse``).
+
+    Not part of the default run; .ci/run runs it after. Needs knotd, nginx and root. Synapse
+    runs from its own venv (see _synapse_venv). Costs about 30 s once the venv exists.
+    """
+    python = _synapse_venv(session)
+    session.install("-e", ".[test,httpx,aiohttp,twisted]")
     session.run(
-        "python",
-        "tests/differential/run_synapse.py",
-        "--synapse-python",
-        str(python),
+        "pytest",
+        "-m",
+        "synapse",
         *session.posargs,
-        env={"MXRESOLVE_WORLD_WAIT": os.environ.get("MXRESOLVE_WORLD_WAIT", "600")},
+        env={
+            "MXRESOLVE_SYNAPSE_VENV": str(python.parent.parent.resolve()),
+            "MXRESOLVE_REQUIRE_SYNAPSE": "1",
+        },
     )
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .synapse import REQUIRE_ENV as REQUIRE_SYNAPSE_ENV
+from .synapse import VENV_ENV, SynapseServer, start_synapse, synapse_python
 from .world import SCENARIOS, LoopbackWorld, Scenario, WorldError, missing_prerequisites
 
 REQUIRE_ENV = "MXRESOLVE_REQUIRE_INTEGRATION"
@@ -62,3 +64,23 @@ def world_scenario(loopback_world: LoopbackWorld) -> Callable[[str], Scenario]:
         return loopback_world.scenario(name)
 
     return lookup
+
+
+@pytest.fixture(scope="session")
+def synapse_server(loopback_world: LoopbackWorld) -> Iterator[SynapseServer]:
+    """A real Synapse on loopback (tests/integration/synapse.py), started once per session.
+
+    Needs a Synapse venv in MXRESOLVE_SYNAPSE_VENV (``nox -s e2e`` makes one); without it the
+    tests using this skip, unless MXRESOLVE_REQUIRE_SYNAPSE=1.
+    """
+    python = synapse_python()
+    if python is None:
+        reason = f"no Synapse venv: set {VENV_ENV} (nox -s e2e creates one)"
+        if os.environ.get(REQUIRE_SYNAPSE_ENV) == "1":
+            pytest.fail(f"{reason} ({REQUIRE_SYNAPSE_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+    try:
+        with start_synapse(loopback_world, python) as server:
+            yield server
+    except WorldError as exc:
+        pytest.fail(f"Synapse failed to start: {exc}", pytrace=False)

@@ -280,6 +280,7 @@ def test_async_connect_has_a_read_timeout(loopback_world: LoopbackWorld) -> None
                 await asyncio.wait_for(reader.read(1), 10)
         finally:
             writer.close()
+            await writer.wait_closed()
         return time.monotonic() - started
 
     assert asyncio.run(run()) < 2

@@ -454,9 +454,11 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self._writer.close()
-        # A peer that never answers the TLS close must not hold us up.
-        with contextlib.suppress(Exception):
+        # A peer that never answers the TLS close must not hold us up, nor keep the socket.
+        try:
             await asyncio.wait_for(self._writer.wait_closed(), 0.5)
+        except Exception:
+            self._writer.transport.abort()
 
     async def start_tls(
         self,
