@@ -284,3 +284,22 @@ def test_async_connect_has_a_read_timeout(loopback_world: LoopbackWorld) -> None
         return time.monotonic() - started
 
     assert asyncio.run(run()) < 2
+
+
+def test_the_readme_raw_stream_example_reads_a_whole_response(
+    loopback_world: LoopbackWorld,
+) -> None:
+    """The README's connect() example, run as written on a real connection."""
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "h11.Connection" in b]
+    assert len(blocks) == 1
+    resolver = Resolver(**_config(loopback_world))
+    stream, target = resolver.connect("srv-fed.mxtest", read_timeout=5)
+    scope: dict[str, Any] = {"stream": stream, "target": target}
+    exec(blocks[0], scope)
+    assert json.loads(scope["body"])["host"] == "srv-fed.mxtest"
+    assert stream.fileno() == -1  # closed by the example
