@@ -12,7 +12,8 @@ server name that is delegated by ``.well-known`` (``wk-port.mxtest``):
 The baseline is ``connect()`` plus the request written and the response read with h11
 (the least a correct caller must do). Every row runs side by side in one process; the
 figures are medians and 90th percentiles in milliseconds, and the ratio to the baseline.
-The Twisted rows include one hop to the reactor thread and back per request.
+The Twisted rows include one hop to the reactor thread and back per request. Rows are
+interleaved (one request of each per round), so load from elsewhere falls on all alike.
 
     python benchmarks/adapters.py [--cold N] [--warm N]
 
@@ -94,17 +95,18 @@ def main(argv: list[str] | None = None) -> int:
             "request_timeout": 2.0,
             "settings": Settings(deadline=10.0),
         }
-        rows: list[tuple[str, str, list[float]]] = []
+        # Rows are interleaved, one request of each per round, so that the machine's
+        # load (other work on it) falls on every row alike.
+        cold_runs: dict[str, Callable[[], Any]] = {}
+        warm_runs: dict[str, Callable[[], Any]] = {}
 
         def cold_bare() -> None:
             assert bare_request(Resolver(**config)) == 200
 
-        rows.append(("connect() + h11", "cold", measure(cold_bare, args.cold)))
+        cold_runs["connect() + h11"] = cold_bare
         warm_resolver = Resolver(**config)
-        bare_request(warm_resolver)
-        rows.append(
-            ("connect() + h11", "warm", measure(lambda: bare_request(warm_resolver), args.warm))
-        )
+        warm_runs["connect() + h11"] = lambda: bare_request(warm_resolver)
+        drivers = []
         for name in DRIVERS:
 
             def cold(name: str = name) -> None:
@@ -114,15 +116,22 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     driver.close()
 
-            rows.append((name, "cold", measure(cold, args.cold)))
+            cold_runs[name] = cold
             driver = make_driver(name, config)
-            try:
-                driver.get(URL)
-                rows.append(
-                    (name, "warm", measure(lambda d=driver: d.get(URL), args.warm))  # type: ignore[misc]
-                )
-            finally:
+            drivers.append(driver)
+            warm_runs[name] = lambda d=driver: d.get(URL)  # type: ignore[misc]
+        try:
+            for run in warm_runs.values():
+                run()  # resolution cached, connection pooled
+            times: dict[tuple[str, str], list[float]] = {}
+            for mode, runs, n in (("cold", cold_runs, args.cold), ("warm", warm_runs, args.warm)):
+                for _ in range(n):
+                    for who, run in runs.items():
+                        times.setdefault((who, mode), []).extend(measure(run, 1))
+        finally:
+            for driver in drivers:
                 driver.close()
+        rows = [(who, mode, t) for (who, mode), t in times.items()]
 
     base = {mode: summary(t)[0] for who, mode, t in rows if who == "connect() + h11"}
     print(f"# one GET {VERSION_PATH} to {SERVER_NAME} (network: {NETWORK})")
