@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ class Driver:
         """Distinct pools or connections the adapter holds, where it can tell."""
         return None
 
+    def nodelay(self) -> list[int]:
+        """TCP_NODELAY of every connection the adapter keeps (test-only peeking)."""
+        raise NotImplementedError
+
     def resolver(self) -> Resolver | AsyncResolver:
         raise NotImplementedError
 
@@ -106,6 +111,15 @@ class HttpxDriver(Driver):
 
     def pool_count(self) -> int:
         return len(self.transport._pools)
+
+    def nodelay(self) -> list[int]:
+        return [
+            c._connection._network_stream.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            for pool in self.transport._pools._pools.values()
+            for c in pool.connections
+        ]
 
     def resolver(self) -> Resolver:
         return self.transport.resolver
@@ -183,6 +197,15 @@ class HttpxAsyncDriver(_LoopDriver):
     def pool_count(self) -> int:
         return len(self.transport._pools)
 
+    def nodelay(self) -> list[int]:
+        return [
+            c._connection._network_stream.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            for pool in self.transport._pools._pools.values()
+            for c in pool.connections
+        ]
+
     def resolver(self) -> AsyncResolver:
         return self.transport.resolver
 
@@ -244,6 +267,13 @@ class AiohttpDriver(_LoopDriver):
                 return [c async for c in r.content.iter_any()]
 
         return self.run(go())
+
+    def nodelay(self) -> list[int]:
+        return [
+            p.transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for p in self.connector._targets
+            if p.transport is not None
+        ]
 
     def resolver(self) -> AsyncResolver:
         return self._resolver
@@ -337,6 +367,17 @@ class TwistedDriver(Driver):
             return await _chunks(response)
 
         return self._call(lambda: defer.Deferred.fromCoroutine(go()))
+
+    def nodelay(self) -> list[int]:
+        def peek() -> list[int]:
+            flags = []
+            for protocols in self.agent.pool._connections.values():
+                for protocol in protocols:
+                    tcp = protocol.transport.transport.transport  # waiter, TLS, TCP
+                    flags.append(tcp.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            return flags
+
+        return self._call(peek)  # type: ignore[no-any-return]
 
     def resolver(self) -> Resolver:
         return self.agent.resolver

@@ -219,6 +219,27 @@ def test_a_silent_server_times_out(fresh: Any, name: str) -> None:
     assert isinstance(info.value, driver.timeout_errors) or "timed out" in str(info.value).lower()
 
 
+@pytest.mark.parametrize("name", CLIENT_NAMES)
+def test_every_kept_connection_has_nagle_off(fresh: Any, name: str) -> None:
+    driver: Driver = fresh(name)
+    for server_name in ("srv-fed.mxtest", "wk-404.mxtest", "wk-port.mxtest"):
+        assert driver.get(_url(server_name)).status == 200
+    flags = driver.nodelay()
+    assert len(flags) == 3
+    assert all(flags), flags
+
+
+@pytest.mark.parametrize("name", ["httpx", "httpx-async", "twisted"])
+def test_the_total_timeout_bounds_a_request(fresh: Any, name: str) -> None:
+    # The client's own per-step timeouts are long; the adapter's total is not.
+    driver: Driver = fresh(name, total_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:  # noqa: PT011 - each client has its own type
+        driver.get(_url("127.0.1.62:443"), timeout=10)
+    assert time.monotonic() - started < 3
+    assert isinstance(info.value, driver.timeout_errors) or "timed out" in str(info.value).lower()
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 

@@ -167,9 +167,11 @@ class _HandshakeWaiter(ProtocolWrapper):
     factory: _HandshakeFactory
 
     def makeConnection(self, transport: Any) -> None:  # noqa: N802
+        # Nagle off from the handshake on (see mxresolve._io.net.tcp_socket); Twisted's
+        # HTTP11ClientProtocol turns it off too, but only once the connection is handed over.
         tcp = getattr(transport, "transport", None)  # under the TLS layer
         if tcp is not None and hasattr(tcp, "setTcpNoDelay"):
-            tcp.setTcpNoDelay(True)  # Nagle off (see mxresolve._io.net.tcp_socket)
+            tcp.setTcpNoDelay(True)
         super().makeConnection(transport)
 
     def handshakeCompleted(self) -> None:  # noqa: N802
