@@ -4,7 +4,8 @@ Synapse (tests/integration/synapse.py) is reached through a ``.well-known`` dele
 and through SRV; each adapter fetches its version and its signing keys, whose
 ``server_name`` and key must be Synapse's own. A JSON ``PUT /send`` without an
 ``X-Matrix`` signature must come back as Synapse's 401: the body went through, and
-signing is the caller's (docs/requests.md shows the hook).
+signing is the caller's (docs/requests.md shows the hook). Synapse answers with
+``Transfer-Encoding: chunked``, so these also check each client's chunked framing.
 """
 
 from __future__ import annotations
@@ -80,3 +81,35 @@ def test_unsigned_put_reaches_synapse(driver: Driver, synapse_server: SynapseSer
     )
     assert reply.status == 401
     assert reply.json()["errcode"] == "M_UNAUTHORIZED"
+
+
+def test_the_readme_raw_stream_example_reads_synapses_chunked_response(
+    synapse_server: SynapseServer,
+) -> None:
+    """Synapse answers with Transfer-Encoding: chunked, which broke the README's old example."""
+    import json
+    import re
+    from pathlib import Path
+
+    from mxresolve import Resolver
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    (block,) = [
+        b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "h11.Connection" in b
+    ]
+    resolver = Resolver(
+        nameservers=[synapse_server.srv_nameserver],
+        cafile=synapse_server.cafile,
+        allow_ips=list(ALLOW_IPS),
+    )
+    stream, target = resolver.connect(synapse_server.server_name, read_timeout=5)
+    stream.sendall(b"GET /_matrix/federation/v1/version HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < 65536:
+        head += stream.recv(4096)
+    assert b"transfer-encoding: chunked" in head.lower()  # so the test below means something
+    stream.close()
+    stream, target = resolver.connect(synapse_server.server_name, read_timeout=5)
+    scope: dict[str, Any] = {"stream": stream, "target": target}
+    exec(block, scope)
+    assert json.loads(scope["body"])["server"]["name"] == "Synapse"
