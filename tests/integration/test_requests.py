@@ -335,3 +335,14 @@ def test_the_readme_raw_stream_example_reads_a_whole_response(
     exec(blocks[0], scope)
     assert json.loads(scope["body"])["host"] == "srv-fed.mxtest"
     assert stream.fileno() == -1  # closed by the example
+
+
+def test_one_httpx_client_shared_by_threads(fresh: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    driver: Driver = fresh("httpx")
+    names = ["srv-fed.mxtest", "wk-404.mxtest"] * 20
+    with ThreadPoolExecutor(8) as pool:
+        echoes = list(pool.map(lambda n: driver.get(_url(n)).json(), names))
+    assert [e["sni"] for e in echoes] == names
+    assert driver.pool_count() == 2

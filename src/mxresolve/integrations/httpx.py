@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import selectors
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -350,16 +351,18 @@ class MatrixFederationTransport(httpx.BaseTransport):
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._pools: KeyedPools[httpcore.ConnectionPool] = KeyedPools(max_pools)
+        self._lock = threading.Lock()  # an httpx.Client may be shared between threads
 
     def _pool(self, target: Target) -> httpcore.ConnectionPool:
-        pool, evicted = self._pools.get(
-            PoolKey.for_target(target),
-            lambda: httpcore.ConnectionPool(
-                max_connections=self._max_connections,
-                keepalive_expiry=self._keepalive_expiry,
-                network_backend=_Backend(target, self.resolver._ssl_context),
-            ),
-        )
+        with self._lock:
+            pool, evicted = self._pools.get(
+                PoolKey.for_target(target),
+                lambda: httpcore.ConnectionPool(
+                    max_connections=self._max_connections,
+                    keepalive_expiry=self._keepalive_expiry,
+                    network_backend=_Backend(target, self.resolver._ssl_context),
+                ),
+            )
         for old in evicted:
             old.close()
         return pool
@@ -414,7 +417,9 @@ class MatrixFederationTransport(httpx.BaseTransport):
         raise FederationConnectError(str(error), request=request, attempts=error.attempts)
 
     def close(self) -> None:
-        for pool in self._pools.drain():
+        with self._lock:
+            pools = self._pools.drain()
+        for pool in pools:
             pool.close()
         if self._fallback is not None:
             self._fallback.close()
