@@ -142,7 +142,7 @@ class Attempts:
     retry_after_send: bool = False
     body_replayable: bool = True
     tried: list[Attempt] = field(default_factory=list)
-    _stop: bool = False
+    _stop: bool = field(default=False, init=False, repr=False)
 
     def targets(self) -> list[Target]:
         return list(self.resolution.targets)
