@@ -6,8 +6,7 @@ A driver makes ``matrix-federation://`` requests through its client's ordinary A
 of their own; Twisted's reactor runs in a thread for the whole test session.
 
 The echo the world's target sites serve (``/_matrix/federation/v1/version``:
-the Host and SNI nginx saw) is what the tests check; a server added later that
-echoes the same fields (Caddy) is one more entry in the servers' parameter.
+the Host and SNI nginx or Caddy saw) is what the tests check.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mxresolve import AsyncResolver, Resolver, Target
-
-CLIENTS = ("httpx", "httpx-async", "aiohttp", "twisted")
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The HTTP-client adapters against real servers: ``matrix-federation://`` in one line.
 
-Every adapter (``clients.CLIENTS``) fetches ``/_matrix/federation/v1/version`` from
-every scenario of the world that resolves; the target's server echoes the Host
-header and the SNI it saw, and both must be the resolved target's, never the URL's.
+Every adapter (``clients.DRIVERS``) fetches ``/_matrix/federation/v1/version`` from
+every scenario of the world that resolves, nginx- and Caddy-served; the target's
+server echoes the Host header and the SNI it saw, and both must be the resolved
+target's, never the URL's.
 Then failover (a refusing first target, a first target with a wrong certificate),
 the pool key (two names on one address with different certificate names), bodies,
 streaming, timeouts and bad input.
