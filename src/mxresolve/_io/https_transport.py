@@ -12,7 +12,6 @@ Whatever goes wrong comes back as an :class:`~mxresolve.HttpsFailure`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import ssl
 import time
@@ -201,7 +200,11 @@ class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
         finally:
             if writer is not None:
                 writer.close()
-                with contextlib.suppress(Exception):
+                # A peer that never answers the TLS close must not hold us up, nor keep
+                # the socket open until the garbage collector finds it.
+                try:
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
+                except Exception:
+                    writer.transport.abort()
             else:
                 raw.close()
