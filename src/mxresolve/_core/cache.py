@@ -21,7 +21,7 @@ from .events import DnsResult, DnsStatus, RecordType
 from .grammar import ServerName
 from .settings import Settings
 
-__all__ = ["ResolverCache", "WellKnownEntry"]
+__all__ = ["ResolverCache", "WellKnownEntry", "next_failure"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -128,20 +128,25 @@ class ResolverCache:
         self, hostname: str, error: str, *, unavailable: bool, now: float, settings: Settings
     ) -> WellKnownEntry:
         """Record a failed fetch, backing off exponentially while failures continue."""
-        previous = self._well_known.get(hostname)
-        failures = (previous.failures if previous is not None else 0) + 1
-        entry = WellKnownEntry(
-            delegation=None,
-            error=error,
-            stored_at=now,
-            expires_at=now + failure_lifetime(failures, settings),
-            failures=failures,
-            last_good=previous.last_good if previous is not None else None,
-            last_good_expired_at=previous.last_good_expired_at if previous is not None else 0.0,
+        entry = next_failure(
+            self._well_known.get(hostname),
+            error,
             unavailable=unavailable,
+            now=now,
+            settings=settings,
         )
         self._well_known.put(hostname, entry)
         return entry
+
+    def put_well_known(
+        self,
+        hostname: str,
+        entry: WellKnownEntry,
+        now: float = 0.0,
+        settings: Settings | None = None,
+    ) -> None:
+        """Install an entry as it is (one read from a shared store)."""
+        self._well_known.put(hostname, entry)
 
     # --- DNS ------------------------------------------------------------------------
 
@@ -165,6 +170,35 @@ class ResolverCache:
             self._dns.put((qname, rdtype), (result, now + lifetime))
         return now + lifetime
 
+    def put_dns(
+        self, qname: str, rdtype: RecordType, result: DnsResult, expires_at: float, now: float = 0.0
+    ) -> None:
+        """Install an answer with its expiry as it is (one read from a shared store)."""
+        self._dns.put((qname, rdtype), (result, expires_at))
+
+    # --- the store interface (mxresolve._core.store.CacheStore) ----------------------
+    # The in-process cache is the default store: it never fails, so "unreachable" never
+    # happens and entries are never stale relative to themselves.
+
+    local_max_age = math.inf
+
+    def get_well_known(
+        self, hostname: str, now: float, settings: Settings
+    ) -> WellKnownEntry | None:
+        return self.well_known(hostname)
+
+    def add_failure(
+        self, hostname: str, error: str, *, unavailable: bool, now: float, settings: Settings
+    ) -> WellKnownEntry | None:
+        return self.store_failure(
+            hostname, error, unavailable=unavailable, now=now, settings=settings
+        )
+
+    def get_dns(
+        self, qname: str, rdtype: RecordType, now: float, settings: Settings
+    ) -> _DnsEntry | None:
+        return self.dns(qname, rdtype, now)
+
     # --- housekeeping ---------------------------------------------------------------
 
     def clear(self) -> None:
@@ -179,8 +213,34 @@ class ResolverCache:
         return len(self._well_known)
 
     @property
+    def well_known_capacity(self) -> int:
+        return self._well_known.capacity
+
+    @property
     def dns_entries(self) -> int:
         return len(self._dns)
+
+
+def next_failure(
+    previous: WellKnownEntry | None,
+    error: str,
+    *,
+    unavailable: bool,
+    now: float,
+    settings: Settings,
+) -> WellKnownEntry:
+    """The entry after one more failed fetch: the count grows, the last delegation is kept."""
+    failures = (previous.failures if previous is not None else 0) + 1
+    return WellKnownEntry(
+        delegation=None,
+        error=error,
+        stored_at=now,
+        expires_at=now + failure_lifetime(failures, settings),
+        failures=failures,
+        last_good=previous.last_good if previous is not None else None,
+        last_good_expired_at=previous.last_good_expired_at if previous is not None else 0.0,
+        unavailable=unavailable,
+    )
 
 
 def failure_lifetime(failures: int, settings: Settings) -> float:

@@ -40,6 +40,7 @@ from .._core.events import (
 from .._core.grammar import ServerName, parse_server_name
 from .._core.machine import ResolutionMachine
 from .._core.settings import IpPolicy, Settings
+from .._core.store import AsyncCacheStore, CacheStore
 from .dns_transport import (
     AsyncDnspythonTransport,
     AsyncDnsTransport,
@@ -60,6 +61,7 @@ from .net import (
     default_ssl_context,
     make_ssl_context,
 )
+from .sharing import AsyncSharing, Sharing
 
 __all__ = ["AsyncResolver", "Resolver"]
 
@@ -183,6 +185,8 @@ class Resolver(_Base):
         dns, https: transports replacing the dnspython and h11 defaults.
         clock: POSIX time source (``time.time``); random: floats in [0, 1).
         max_memo: finished resolutions kept for the cached path.
+        store: a shared :class:`CacheStore` (``mxresolve.stores.redis``) that this
+            resolver's cache reads through and writes behind (docs/shared-cache.md).
     """
 
     def __init__(
@@ -201,6 +205,7 @@ class Resolver(_Base):
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] | None = None,
         max_memo: int = 100_000,
+        store: CacheStore | None = None,
     ) -> None:
         super().__init__(
             nameservers=nameservers,
@@ -225,6 +230,13 @@ class Resolver(_Base):
         )
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[Resolution | ResolutionFailure]] = {}
+        self._sharing = (
+            Sharing(store, self.cache, self.settings, self._clock, self._lock)
+            if store is not None
+            else None
+        )
+        if self._sharing is not None:
+            self._dns = self._sharing.dns(self._dns)
 
     def resolve(self, server_name: str) -> Resolution:
         """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be.
@@ -251,7 +263,10 @@ class Resolver(_Base):
         if not leader:
             return future.result()
         try:
+            before = self._sharing.before(server_name) if self._sharing else None
             result = self._run(server_name)
+            if self._sharing is not None:
+                result = self._sharing.after(before, result)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -350,7 +365,8 @@ class Resolver(_Base):
 class AsyncResolver(_Base):
     """Resolves Matrix server names on asyncio. Use from one event loop.
 
-    Takes the same arguments as :class:`Resolver` (with asyncio transports).
+    Takes the same arguments as :class:`Resolver` (with asyncio transports and an
+    :class:`AsyncCacheStore`).
     Requests a step needs at once (AAAA and A, several SRV targets) run
     concurrently.
     """
@@ -371,6 +387,7 @@ class AsyncResolver(_Base):
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] | None = None,
         max_memo: int = 100_000,
+        store: AsyncCacheStore | None = None,
     ) -> None:
         super().__init__(
             nameservers=nameservers,
@@ -396,6 +413,13 @@ class AsyncResolver(_Base):
             )
         )
         self._inflight: dict[str, asyncio.Future[Resolution | ResolutionFailure]] = {}
+        self._sharing = (
+            AsyncSharing(store, self.cache, self.settings, self._clock, None)
+            if store is not None
+            else None
+        )
+        if self._sharing is not None:
+            self._dns = self._sharing.dns(self._dns)
 
     async def resolve(self, server_name: str) -> Resolution:
         """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be."""
@@ -418,7 +442,12 @@ class AsyncResolver(_Base):
         future = asyncio.get_running_loop().create_future()
         self._inflight[server_name] = future
         try:
+            before = await self._sharing.before(server_name) if self._sharing else None
+            if before is not None:  # the machine read the cache as it started: start it again
+                machine = self._machine(server_name)
             result = await self._run(machine)
+            if self._sharing is not None:
+                result = await self._sharing.after(before, result)
         except BaseException as exc:
             if not future.done():
                 future.set_exception(exc)

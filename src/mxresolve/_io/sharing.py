@@ -1,0 +1,253 @@
+"""Keeping a resolver's in-process cache in step with a shared store, around the machine.
+
+The machine reads and writes only the in-process :class:`ResolverCache`. With a
+shared store, the driver adds two things, without the machine knowing:
+
+* the well-known entry, read-through and write-behind: before a resolution
+  whose step 3 reads a host's well-known, the newer of the local and the shared
+  entry is installed locally (:func:`~mxresolve._core.store.reconcile`); after
+  it, what the machine wrote is published, a failure counted atomically in the
+  store and the store's count installed back;
+* DNS answers, through a transport wrapper: a question the machine hands out
+  (its local cache had no fresh answer) is asked of the store first, and a
+  fresh answer from the network is published.
+
+A resolution that ends in a :class:`Resolution` is valid for at most the store's
+``local_max_age`` in the memo, so a worker's view never lags the deployment's
+by more than that. The decisions are pure (``mxresolve._core.store``); the
+blocking and asyncio shells below only add the calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .._core.cache import ResolverCache, WellKnownEntry
+from .._core.errors import InvalidSettings
+from .._core.events import DnsQuery, DnsResult, Resolution, ResolutionFailure
+from .._core.settings import Settings
+from .._core.store import (
+    AsyncCacheStore,
+    CacheStore,
+    needs_read,
+    reconcile,
+    shared_dns_expiry,
+    well_known_host,
+)
+from .dns_transport import AsyncDnsTransport, DnsTransport
+
+__all__ = ["AsyncSharing", "Sharing"]
+
+_Result = Resolution | ResolutionFailure
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Before:
+    """What a resolution of one server name started from."""
+
+    host: str
+    entry: WellKnownEntry | None
+
+
+class _SharingBase:
+    _asyncio = False
+    _wrong_kind = ""
+
+    def __init__(
+        self,
+        store: Any,
+        cache: ResolverCache,
+        settings: Settings,
+        clock: Callable[[], float],
+        lock: threading.Lock | None,
+    ) -> None:
+        if not isinstance(store, (CacheStore, AsyncCacheStore)):
+            raise InvalidSettings(f"store: {type(store).__name__} is not a cache store")
+        if inspect.iscoroutinefunction(store.get_well_known) != self._asyncio:
+            raise InvalidSettings(self._wrong_kind)
+        self.store = store
+        self.cache = cache
+        self.settings = settings
+        self.clock = clock
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            lock if lock is not None else contextlib.nullcontext()
+        )
+        self._checked: OrderedDict[str, float] = OrderedDict()  # host -> last compared
+        self._max_checked = cache.well_known_capacity
+
+    def _local(self, host: str) -> WellKnownEntry | None:
+        with self._lock:
+            return self.cache.well_known(host)
+
+    def _plan(self, server_name: str) -> tuple[str, WellKnownEntry | None, bool] | None:
+        """(host, local entry, whether to read the store), or None: no step 3 ahead."""
+        host = well_known_host(server_name)
+        if host is None:
+            return None
+        local = self._local(host)
+        now = self.clock()
+        return (
+            host,
+            local,
+            needs_read(local, self._checked.get(host), now, self.store.local_max_age),
+        )
+
+    def _merge(
+        self, host: str, local: WellKnownEntry | None, shared: WellKnownEntry | None
+    ) -> tuple[_Before, WellKnownEntry | None]:
+        install, publish = reconcile(local, shared)
+        with self._lock:
+            if install is not None:
+                self.cache.put_well_known(host, install)
+            before = self.cache.well_known(host)
+            self._checked[host] = self.clock()
+            self._checked.move_to_end(host)
+            while len(self._checked) > self._max_checked:
+                self._checked.popitem(last=False)
+        return _Before(host, before), publish
+
+    def _written(self, before: _Before | None) -> WellKnownEntry | None:
+        """The entry the machine stored during the resolution, if it stored one."""
+        if before is None:
+            return None
+        after = self._local(before.host)
+        return after if after is not None and after is not before.entry else None
+
+    def _install(self, host: str, entry: WellKnownEntry | None) -> None:
+        if entry is not None:
+            with self._lock:
+                self.cache.put_well_known(host, entry)
+
+    def _bounded(self, result: _Result) -> _Result:
+        # The memo may keep a resolution only as long as a worker may lag the store.
+        limit = self.clock() + self.store.local_max_age
+        if isinstance(result, Resolution) and result.expires_at > limit:
+            return dataclasses.replace(result, expires_at=limit)
+        return result
+
+
+class Sharing(_SharingBase):
+    """The blocking shell: :class:`~mxresolve.Resolver` calls it around each resolution."""
+
+    store: CacheStore
+    _wrong_kind = "Resolver needs a CacheStore (an AsyncCacheStore is for AsyncResolver)"
+
+    def before(self, server_name: str) -> _Before | None:
+        plan = self._plan(server_name)
+        if plan is None:
+            return None
+        host, local, read = plan
+        if not read:
+            return _Before(host, local)
+        shared = self.store.get_well_known(host, self.clock(), self.settings)
+        before, publish = self._merge(host, local, shared)
+        if publish is not None:
+            self.store.put_well_known(host, publish, self.clock(), self.settings)
+        return before
+
+    def after(self, before: _Before | None, result: _Result) -> _Result:
+        written = self._written(before)
+        if written is not None:
+            assert before is not None
+            if written.delegation is not None:
+                self.store.put_well_known(before.host, written, self.clock(), self.settings)
+            else:
+                assert written.error is not None
+                counted = self.store.add_failure(
+                    before.host,
+                    written.error,
+                    unavailable=written.unavailable,
+                    now=written.stored_at,
+                    settings=self.settings,
+                )
+                self._install(before.host, counted)
+        return self._bounded(result)
+
+    def dns(self, inner: DnsTransport) -> DnsTransport:
+        return _SharedDns(inner, self)
+
+
+class AsyncSharing(_SharingBase):
+    """The asyncio shell, for :class:`~mxresolve.AsyncResolver`."""
+
+    store: AsyncCacheStore
+    _asyncio = True
+    _wrong_kind = "AsyncResolver needs an AsyncCacheStore, such as AsyncRedisStore"
+
+    async def before(self, server_name: str) -> _Before | None:
+        plan = self._plan(server_name)
+        if plan is None:
+            return None
+        host, local, read = plan
+        if not read:
+            return _Before(host, local)
+        shared = await self.store.get_well_known(host, self.clock(), self.settings)
+        before, publish = self._merge(host, local, shared)
+        if publish is not None:
+            await self.store.put_well_known(host, publish, self.clock(), self.settings)
+        return before
+
+    async def after(self, before: _Before | None, result: _Result) -> _Result:
+        written = self._written(before)
+        if written is not None:
+            assert before is not None
+            if written.delegation is not None:
+                await self.store.put_well_known(before.host, written, self.clock(), self.settings)
+            else:
+                assert written.error is not None
+                counted = await self.store.add_failure(
+                    before.host,
+                    written.error,
+                    unavailable=written.unavailable,
+                    now=written.stored_at,
+                    settings=self.settings,
+                )
+                self._install(before.host, counted)
+        return self._bounded(result)
+
+    def dns(self, inner: AsyncDnsTransport) -> AsyncDnsTransport:
+        return _AsyncSharedDns(inner, self)
+
+
+class _SharedDns:
+    """A DNS transport that asks the shared store before the network, and tells it after."""
+
+    def __init__(self, inner: DnsTransport, sharing: Sharing) -> None:
+        self.inner = inner
+        self.sharing = sharing
+
+    def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        s = self.sharing
+        hit = s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
+        if hit is not None:
+            return hit[0]
+        result = self.inner.query(query, timeout)
+        now = s.clock()
+        expires_at = shared_dns_expiry(result, now, s.settings)
+        if expires_at is not None:
+            s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
+        return result
+
+
+class _AsyncSharedDns:
+    def __init__(self, inner: AsyncDnsTransport, sharing: AsyncSharing) -> None:
+        self.inner = inner
+        self.sharing = sharing
+
+    async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        s = self.sharing
+        hit = await s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
+        if hit is not None:
+            return hit[0]
+        result = await self.inner.query(query, timeout)
+        now = s.clock()
+        expires_at = shared_dns_expiry(result, now, s.settings)
+        if expires_at is not None:
+            await s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
+        return result
