@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the real servers used by the loopback integration world (tests/integration):
-# Knot DNS (authoritative DNS), nginx (HTTPS over OpenSSL) and Caddy (HTTPS over Go's
-# crypto/tls). The tests run their own foreground instances from temp dirs, so the
+# Knot DNS (authoritative DNS), nginx (HTTPS over OpenSSL), Caddy (HTTPS over Go's
+# crypto/tls) and redis-server (the shared cache store). The tests run their own foreground instances from temp dirs, so the
 # distribution's service instances must not run.
 # Idempotent; meant for a fresh Debian bookworm machine, run as root.
 set -euo pipefail
 
-PACKAGES=(knot nginx-light caddy)
+PACKAGES=(knot nginx-light caddy redis-server)
 POLICY=/usr/sbin/policy-rc.d
 
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -16,7 +16,8 @@ fi
 
 have_all() {
     command -v knotd >/dev/null 2>&1 && command -v knotc >/dev/null 2>&1 \
-        && command -v nginx >/dev/null 2>&1 && command -v caddy >/dev/null 2>&1
+        && command -v nginx >/dev/null 2>&1 && command -v caddy >/dev/null 2>&1 \
+        && command -v redis-server >/dev/null 2>&1
 }
 
 # Stop a system-service instance through the init system, then by the pid in its pidfile.
@@ -63,12 +64,14 @@ fi
 stop_service nginx /run/nginx.pid
 stop_service knot /run/knot/knot.pid
 stop_service caddy /run/caddy/caddy.pid
+stop_service redis-server /run/redis/redis-server.pid
 
 if ! have_all; then
-    echo "install-servers.sh: knotd/knotc/nginx/caddy still missing after install" >&2
+    echo "install-servers.sh: knotd/knotc/nginx/caddy/redis-server still missing after install" >&2
     exit 1
 fi
 
 echo "knotd: $(knotd --version 2>&1 | head -n1)"
 echo "nginx: $(nginx -v 2>&1 | head -n1)"
 echo "caddy: $(caddy version 2>&1 | head -n1)"
+echo "redis-server: $(redis-server --version | head -n1)"
