@@ -142,3 +142,15 @@ def bench(session: nox.Session) -> None:
             session.run("python", "-m", "venv", venv)
             session.run(f"{venv}/bin/pip", "install", "-r", str(requirements), external=True)
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session(default=False)
+def bench_store(session: nox.Session) -> None:
+    """N workers with their own caches vs. sharing a Redis store (benchmarks/shared_store.py).
+
+    Not part of the default run. Needs knotd, nginx, redis-server and root (port 443); about
+    4 minutes on 2 cores with the defaults (4 workers x 10,000 names). Posargs go to the script
+    (e.g. --workers 8 --names 2000 --output PATH).
+    """
+    session.install("-e", ".[redis]", "trustme>=1.1")
+    session.run("python", "benchmarks/shared_store.py", *session.posargs)

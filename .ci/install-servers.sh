@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the real servers used by the loopback integration world (tests/integration):
 # Knot DNS (authoritative DNS), nginx (HTTPS over OpenSSL), Caddy (HTTPS over Go's
-# crypto/tls) and redis-server (the shared cache store). The tests run their own foreground instances from temp dirs, so the
-# distribution's service instances must not run.
+# crypto/tls) and redis-server (the shared cache store). The tests run their own
+# foreground instances from temp dirs, so the distribution's service instances must not run.
 # Idempotent; meant for a fresh Debian bookworm machine, run as root.
 set -euo pipefail
 

@@ -185,8 +185,9 @@ class Resolver(_Base):
         dns, https: transports replacing the dnspython and h11 defaults.
         clock: POSIX time source (``time.time``); random: floats in [0, 1).
         max_memo: finished resolutions kept for the cached path.
-        store: a shared :class:`CacheStore` (``mxresolve.stores.redis``) that this
-            resolver's cache reads through and writes behind (docs/shared-cache.md).
+        store: a ``mxresolve.stores.CacheStore`` shared with other workers (such as
+            ``mxresolve.stores.redis.RedisStore``); the resolver's own cache reads
+            through it and writes behind to it (docs/shared-cache.md).
     """
 
     def __init__(
