@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mxresolve import (
     AsyncResolver,
@@ -489,3 +491,27 @@ def test_without_a_store_a_resolution_keeps_its_own_expiry() -> None:
         "deleg.example"
     )
     assert result.expires_at == NOW + 300  # the DNS TTL
+
+
+# --- whatever is in the store, reading it never raises ----------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=20,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={k: _json for k in ("d", "e", "s", "x", "f", "g", "gx", "u", "st", "r", "a")},
+)
+
+
+@given(raw=st.binary(max_size=300) | _fields.map(lambda p: _raw(p)) | _json.map(_raw))
+def test_no_stored_value_makes_reading_raise(raw: bytes) -> None:
+    codec = StoreCodec()
+    decoded = codec.decode_well_known("example.org", raw, NOW, SETTINGS)
+    assert (decoded.value is None) or isinstance(decoded.value, WellKnownEntry)
+    for rdtype in RecordType:
+        got = codec.decode_dns("n.example.", rdtype, raw, NOW, SETTINGS)
+        if got.value is not None:
+            assert isinstance(got.value[0], DnsResult)
