@@ -401,3 +401,25 @@ def test_local_cache_bounds_hold_with_a_store(redis_server: RedisServer) -> None
     assert hasattr(other.resolve_result("n0.example"), "targets")
     assert world2.requests == []
     store.close()
+
+
+def test_one_store_serves_many_threads(redis_server: RedisServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mxresolve.stores.redis import RedisStore
+
+    store = RedisStore(redis_server.url, timeout=1.0)
+    worlds = [FakeWorld(_many_world(60), now=time.time()) for _ in range(2)]
+    resolvers = [
+        Resolver(dns=w.transports()[0], https=w.transports()[1], store=store, allow_ips=ALLOW)
+        for w in worlds
+    ]
+    jobs = [(resolvers[i // 60 % 2], f"n{i % 60}.example") for i in range(480)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: job[0].resolve_result(job[1]), jobs))
+    assert all(hasattr(r, "targets") for r in results)
+    assert store.stats.errors == 0
+    fetched = [str(r) for w in worlds for r in w.requests if "well-known" in str(r)]
+    assert len(set(fetched)) == 60
+    assert len(fetched) <= 60 + 8, len(fetched)  # shared (8 threads may race on a name)
+    store.close()
