@@ -464,12 +464,16 @@ def test_a_failure_and_its_back_off_are_shared(kind: str, loop: asyncio.Abstract
     assert shared.well_known("down.example").failures == 1  # type: ignore[union-attr]
     trace = resolvers[1]("down.example").trace
     assert any("consecutive failures: 1" in t.message for t in trace)
+    assert trace[0].message.startswith(
+        "the well-known entry for down.example came from the shared store: a failure"
+    )
     assert worlds[1].requests == []
     # Once the back-off ends, the next worker to fetch counts on from the shared count.
     for w in worlds:
         w.advance(61)
-    resolvers[1]("down.example")
+    trace = resolvers[1]("down.example").trace
     assert shared.well_known("down.example").failures == 2  # type: ignore[union-attr]
+    assert trace[-1].message == "failure counted in the shared store (consecutive failures: 2)"
     assert len([r for r in worlds[1].requests if "GET" in str(r)]) == 1
 
 

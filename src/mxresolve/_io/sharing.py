@@ -30,7 +30,14 @@ from typing import Any
 
 from .._core.cache import ResolverCache, WellKnownEntry
 from .._core.errors import InvalidSettings
-from .._core.events import DnsQuery, DnsResult, Resolution, ResolutionFailure
+from .._core.events import (
+    DnsQuery,
+    DnsResult,
+    Resolution,
+    ResolutionFailure,
+    TraceEvent,
+    TraceKind,
+)
 from .._core.settings import Settings
 from .._core.store import (
     AsyncCacheStore,
@@ -53,6 +60,7 @@ class _Before:
 
     host: str
     entry: WellKnownEntry | None
+    note: str | None = None  # what the store contributed, for the trace
 
 
 class _SharingBase:
@@ -102,6 +110,19 @@ class _SharingBase:
         self, host: str, local: WellKnownEntry | None, shared: WellKnownEntry | None
     ) -> tuple[_Before, WellKnownEntry | None]:
         install, publish = reconcile(local, shared)
+        note = None
+        if install is not None:
+            what = (
+                f"m.server {install.delegation.text!r}"
+                if install.delegation is not None
+                else f"a failure (consecutive failures: {install.failures})"
+            )
+            note = (
+                f"the well-known entry for {host} came from the shared store: {what}, "
+                f"stored {max(self.clock() - install.stored_at, 0):.0f} s ago"
+            )
+        elif publish is not None:
+            note = f"this worker's well-known entry for {host} is newer than the shared one: shared"
         with self._lock:
             if install is not None:
                 self.cache.put_well_known(host, install)
@@ -110,7 +131,7 @@ class _SharingBase:
             self._checked.move_to_end(host)
             while len(self._checked) > self._max_checked:
                 self._checked.popitem(last=False)
-        return _Before(host, before), publish
+        return _Before(host, before, note), publish
 
     def _written(self, before: _Before | None) -> WellKnownEntry | None:
         """The entry the machine stored during the resolution, if it stored one."""
@@ -124,8 +145,27 @@ class _SharingBase:
             with self._lock:
                 self.cache.put_well_known(host, entry)
 
-    def _bounded(self, result: _Result) -> _Result:
-        # The memo may keep a resolution only as long as a worker may lag the store.
+    def _finish(
+        self, before: _Before | None, result: _Result, counted: WellKnownEntry | None = None
+    ) -> _Result:
+        """The result with what the store did in its trace, and kept in the memo no longer
+        than a worker may lag the store."""
+        first: tuple[str, ...] = () if before is None or before.note is None else (before.note,)
+        last: tuple[str, ...] = ()
+        if counted is not None:
+            last = (
+                f"failure counted in the shared store (consecutive failures: {counted.failures})",
+            )
+        if first or last:
+            step = result.step
+            result = dataclasses.replace(
+                result,
+                trace=(
+                    *(TraceEvent(step=None, kind=TraceKind.CACHE, message=m) for m in first),
+                    *result.trace,
+                    *(TraceEvent(step=step, kind=TraceKind.CACHE, message=m) for m in last),
+                ),
+            )
         limit = self.clock() + self.store.local_max_age
         if isinstance(result, Resolution) and result.expires_at > limit:
             return dataclasses.replace(result, expires_at=limit)
@@ -153,6 +193,7 @@ class Sharing(_SharingBase):
 
     def after(self, before: _Before | None, result: _Result) -> _Result:
         written = self._written(before)
+        counted = None
         if written is not None:
             assert before is not None
             if written.delegation is not None:
@@ -167,7 +208,7 @@ class Sharing(_SharingBase):
                     settings=self.settings,
                 )
                 self._install(before.host, counted)
-        return self._bounded(result)
+        return self._finish(before, result, counted)
 
     def dns(self, inner: DnsTransport) -> DnsTransport:
         return _SharedDns(inner, self)
@@ -195,6 +236,7 @@ class AsyncSharing(_SharingBase):
 
     async def after(self, before: _Before | None, result: _Result) -> _Result:
         written = self._written(before)
+        counted = None
         if written is not None:
             assert before is not None
             if written.delegation is not None:
@@ -209,7 +251,7 @@ class AsyncSharing(_SharingBase):
                     settings=self.settings,
                 )
                 self._install(before.host, counted)
-        return self._bounded(result)
+        return self._finish(before, result, counted)
 
     def dns(self, inner: AsyncDnsTransport) -> AsyncDnsTransport:
         return _AsyncSharedDns(inner, self)
