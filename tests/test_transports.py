@@ -423,6 +423,7 @@ def test_connect_turns_nagle_off_in_both_drivers(ca: trustme.CA, nodelay_spy: li
             sock = writer.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             writer.close()
+            await writer.wait_closed()  # else the loop ends first and GC reports the transport
 
         asyncio.run(connect_async(name))
     assert len(nodelay_spy) >= 2
