@@ -184,6 +184,7 @@ def redis_hit_cost(spec: dict[str, Any]) -> dict[str, Any]:
         fresh.resolve_result(name)
         via_redis.append(time.perf_counter() - started)
     misses = counting.dns_queries + counting.fetches
+    store_trouble = {"errors": store.stats.errors, "skipped": store.stats.skipped}
     # The same names again with the local cache warm but no memo: the machine runs again.
     local, _ = make_resolver(config, None, max_memo=0)
     for name in names:
@@ -221,6 +222,7 @@ def redis_hit_cost(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "resolution_via_redis": _quantiles(via_redis),
         "network_requests_of_that_worker": misses,
+        "store_errors_and_skipped_calls": store_trouble,
         "machine_rerun_local_cache": _quantiles(rerun),
         "one_redis_get": _quantiles(gets),
         "memo_hit_ns": {k: statistics.median(v) for k, v in memo_ns.items()},
@@ -409,7 +411,8 @@ def report(results: dict[str, Any]) -> str:
             "one Redis GET (well-known or DNS entry, decoded and checked)", hit["one_redis_get"]
         ),
         "",
-        f"The new worker made {hit['network_requests_of_that_worker']} network requests.",
+        f"The new worker made {hit['network_requests_of_that_worker']} network requests "
+        f"(store calls failed or skipped: {hit.get('store_errors_and_skipped_calls')}).",
         "Memo hit (resolve() of a warm name), ns: "
         + ", ".join(f"{k} {v:.0f}" for k, v in hit["memo_hit_ns"].items()),
     ]
