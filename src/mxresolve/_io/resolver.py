@@ -172,6 +172,9 @@ def _transport_failure(request: Request, exc: Exception) -> Outcome:
 class Resolver(_Base):
     """Resolves Matrix server names, blocking. Safe to share between threads.
 
+    A resolution's requests (AAAA and A, what the machine asks early) run at once
+    on a few threads of its own, up to ``settings.max_concurrent_requests``.
+
     Args:
         nameservers: ``["IP[:PORT]", ...]`` for every DNS query (SRV, AAAA, A,
             and the well-known host's); default: the system's.
@@ -367,9 +370,9 @@ class AsyncResolver(_Base):
     """Resolves Matrix server names on asyncio. Use from one event loop.
 
     Takes the same arguments as :class:`Resolver` (with asyncio transports and an
-    :class:`AsyncCacheStore`).
-    Requests a step needs at once (AAAA and A, several SRV targets) run
-    concurrently.
+    :class:`AsyncCacheStore`). The requests the machine hands out (AAAA and A,
+    several SRV targets, what it asks early) run concurrently, up to
+    ``settings.max_concurrent_requests``.
     """
 
     def __init__(
