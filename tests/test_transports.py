@@ -46,10 +46,12 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def _serve_tls(ca: trustme.CA, respond: Callable[[ssl.SSLSocket], None]) -> Iterator[int]:
-    """A one-connection-at-a-time TLS server on 127.0.0.1; yields its port."""
+def _serve_tls(
+    ca: trustme.CA, respond: Callable[[ssl.SSLSocket], None], name: str = "127.0.0.1"
+) -> Iterator[int]:
+    """A one-connection-at-a-time TLS server on 127.0.0.1 (certificate for ``name``)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.issue_cert(name).configure_cert(context)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
@@ -428,3 +430,44 @@ def test_connect_turns_nagle_off_in_both_drivers(ca: trustme.CA, nodelay_spy: li
         asyncio.run(connect_async(name))
     assert len(nodelay_spy) >= 2
     assert all(nodelay_spy), nodelay_spy
+
+
+class _NoDns:
+    """A DNS transport that must not be asked: the request carries its addresses."""
+
+    def query(self, query: object, timeout: float) -> object:
+        raise AssertionError(f"the HTTPS transport asked DNS for {query}")
+
+    async def aquery(self, query: object, timeout: float) -> object:
+        raise AssertionError(f"the HTTPS transport asked DNS for {query}")
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_https_transport_connects_to_the_addresses_it_is_given(ca: trustme.CA, driver: str) -> None:
+    # The machine resolved the host through its cache: the transport asks DNS nothing,
+    # connects to the addresses, and still verifies the certificate for the host name.
+    def respond(tls: ssl.SSLSocket) -> None:
+        tls.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with contextlib.contextmanager(_serve_tls)(ca, respond, "wk.example.test") as port:
+        request = HttpsGet(
+            url=f"https://wk.example.test:{port}/.well-known/matrix/server",
+            host="wk.example.test",
+            port=port,
+            target="/.well-known/matrix/server",
+            host_header=f"wk.example.test:{port}",
+            max_body_bytes=100,
+            addresses=("127.0.0.1",),
+        )
+        if driver == "sync":
+            sync = H11HttpsTransport(_NoDns(), ssl_context=context, ip_policy=LOOPBACK)  # type: ignore[arg-type]
+            outcome = sync.fetch(request, timeout=3.0)
+        else:
+            no_dns = _NoDns()
+            no_dns.query = no_dns.aquery  # type: ignore[method-assign]
+            asy = AsyncH11HttpsTransport(no_dns, ssl_context=context, ip_policy=LOOPBACK)  # type: ignore[arg-type]
+            outcome = asyncio.run(asy.fetch(request, timeout=3.0))
+    assert isinstance(outcome, HttpsResponse), outcome
+    assert outcome.status == 404
