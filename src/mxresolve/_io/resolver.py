@@ -286,9 +286,11 @@ class Resolver(_Base):
     def _run(self, server_name: str) -> Resolution | ResolutionFailure:
         """The machine's requests, up to ``max_concurrent_requests`` at once.
 
-        One resolution's extra requests run on a small pool of its own, so that
-        AAAA and A (and what the machine asks early) cost one round trip, not
-        several; with a limit of 1 each runs in the calling thread, in turn.
+        A request that is alone (nothing else running, nothing else to start) runs
+        in the calling thread; otherwise they run on a small pool of the
+        resolution's own, so that AAAA and A (and what the machine asks early)
+        cost one round trip, not several. With a limit of 1 each runs in the
+        calling thread, in turn.
         """
         deadline = time.monotonic() + self.settings.deadline
         limit = self.settings.max_concurrent_requests
@@ -300,17 +302,24 @@ class Resolver(_Base):
             while True:
                 with self._lock:
                     event = machine.next_event() if len(running) < limit else NEED_RESULTS
+                    ready: list[Request] = []
+                    while isinstance(event, (DnsQuery, HttpsGet)):
+                        ready.append(event)
+                        if len(running) + len(ready) >= limit:
+                            break
+                        event = machine.next_event()
                 if isinstance(event, (Resolution, ResolutionFailure)):
                     return event
-                if isinstance(event, (DnsQuery, HttpsGet)):
-                    if limit == 1:
-                        outcome = self._perform(event, deadline)
-                        with self._lock:
-                            machine.receive(event, outcome, now=self._clock())
-                        continue
+                if len(ready) == 1 and not running:
+                    outcome = self._perform(ready[0], deadline)
+                    with self._lock:
+                        machine.receive(ready[0], outcome, now=self._clock())
+                    continue
+                if ready:
                     if pool is None:
                         pool = ThreadPoolExecutor(limit, thread_name_prefix="mxresolve")
-                    running[pool.submit(self._perform, event, deadline)] = event
+                    for request in ready:
+                        running[pool.submit(self._perform, request, deadline)] = request
                     continue
                 if not running:
                     raise LocalProtocolError("the machine waits, but no request is running")
