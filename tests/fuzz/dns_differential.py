@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import struct
+from collections.abc import Callable
 
 import dns.exception
 import dns.message
@@ -182,3 +184,65 @@ def check(seed: Seed, wire: bytes) -> DnsResult | None:
 def pointer_offsets(wire: bytes) -> list[int]:
     """Offsets of bytes that look like the first byte of a compression pointer."""
     return [i for i in range(12, len(wire) - 1) if wire[i] >= 0xC0]
+
+
+MUTATIONS = ("flip", "byte", "truncate", "splice", "pointer", "count")
+_BYTES = (0, 1, 63, 64, 0x80, 0xBF, 0xC0, 0xFF)  # label lengths and types at their edges
+
+
+def mutate(seed: Seed, pick: Callable[[int, int], int]) -> bytes:
+    """One to three mutations of ``seed``'s reply; ``pick(a, b)`` chooses in [a, b].
+
+    The same mutator serves hypothesis (``pick`` draws, so examples shrink) and plain
+    counting runs (``pick`` is ``random.Random(n).randint``).
+    """
+    donors = seeds()
+    wire = bytearray(seed.wire)
+    for _ in range(pick(1, 3)):
+        kind = MUTATIONS[pick(0, len(MUTATIONS) - 1)]
+        if kind == "flip" and len(wire) > 12:
+            wire[pick(12, len(wire) - 1)] ^= 1 << pick(0, 7)
+        elif kind == "byte" and len(wire) > 12:
+            wire[pick(12, len(wire) - 1)] = _BYTES[pick(0, len(_BYTES) - 1)]
+        elif kind == "truncate" and len(wire) > 13:
+            del wire[pick(13, len(wire) - 1) :]
+        elif kind == "splice":
+            donor = donors[pick(0, len(donors) - 1)].wire
+            start = pick(12, len(donor) - 1)
+            end = pick(start, len(donor))
+            at = pick(12, len(wire))
+            wire[at : at + pick(0, 12)] = donor[start:end]
+        elif kind == "pointer":
+            offsets = pointer_offsets(bytes(wire))
+            if offsets:
+                i = offsets[pick(0, len(offsets) - 1)]
+                wire[i : i + 2] = struct.pack("!H", 0xC000 | pick(0, 0x3FFF))
+        elif kind == "count" and len(wire) >= 12:
+            which = (6, 8, 10)[pick(0, 2)]
+            value = struct.unpack_from("!H", wire, which)[0] + pick(-2, 2)
+            struct.pack_into("!H", wire, which, value % 0x10000)
+    return bytes(wire)
+
+
+def count(mutations: int, seed: int) -> tuple[int, int]:
+    """(replies the fast path decided, disagreements) over ``mutations`` random mutations."""
+    import random
+
+    rng = random.Random(seed)
+    decided = disagreements = 0
+    for _ in range(mutations):
+        base = seeds()[rng.randrange(len(seeds()))]
+        try:
+            decided += check(base, mutate(base, rng.randint)) is not None
+        except Disagreement:
+            decided += 1
+            disagreements += 1
+    return decided, disagreements
+
+
+if __name__ == "__main__":
+    import sys
+
+    runs, seed = (int(a) for a in [*sys.argv[1:], "60000", "1"][:2])
+    decided, disagreements = count(runs, seed)
+    print(f"{runs} mutated replies: the fast path decided {decided}, disagreed {disagreements}")
