@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -96,3 +98,33 @@ def test_the_asyncio_driver_keeps_to_the_limit(limit: int) -> None:
     result = asyncio.run(resolver.resolve("example.org"))
     assert result.step.value == "6"
     assert most == limit
+
+
+_SILENT_SRV = """
+import sys, threading
+from mxresolve import FakeWorld, Resolver
+world = FakeWorld({
+    "dns": {"example.org.": {"A": {"records": ["198.51.100.5"]}},
+            "matrix.example.org.": {"A": {"records": ["198.51.100.6"]}}},
+    "https": {"https://example.org/.well-known/matrix/server":
+              {"body": '{"m.server": "matrix.example.org:8448"}'}},
+})
+dns, https = world.transports()
+class Silent:  # a nameserver that drops SRV queries, as some middleboxes do
+    def query(self, query, timeout):
+        if query.rdtype.value == "SRV":
+            threading.Event().wait(60)
+        return dns.query(query, timeout)
+resolver = Resolver(dns=Silent(), https=https, clock=world.clock, allow_ips=["198.51.100.0/24"])
+print(resolver.resolve("example.org").step.value)
+"""
+
+
+def test_an_abandoned_request_does_not_hold_up_the_exit() -> None:
+    # The SRV lookups asked alongside the well-known never answer; the delegation
+    # decides without them, and the process exits at once rather than after 60 s.
+    done = subprocess.run(
+        [sys.executable, "-c", _SILENT_SRV], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3.2"

@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, TypeVar
 
 from .._core.cache import ResolverCache
@@ -287,57 +287,64 @@ class Resolver(_Base):
         """The machine's requests, up to ``max_concurrent_requests`` at once.
 
         A request that is alone (nothing else running, nothing else to start) runs
-        in the calling thread; otherwise they run on a small pool of the
-        resolution's own, so that AAAA and A (and what the machine asks early)
-        cost one round trip, not several. With a limit of 1 each runs in the
-        calling thread, in turn.
+        in the calling thread; otherwise each runs on a thread of its own, so that
+        AAAA and A (and what the machine asks early) cost one round trip, not
+        several. With a limit of 1 each runs in the calling thread, in turn.
         """
         deadline = time.monotonic() + self.settings.deadline
         limit = self.settings.max_concurrent_requests
         with self._lock:
             machine = self._machine(server_name)
-        pool: ThreadPoolExecutor | None = None
         running: dict[Future[Outcome], Request] = {}
-        try:
-            while True:
+        while True:
+            with self._lock:
+                event = machine.next_event() if len(running) < limit else NEED_RESULTS
+                ready: list[Request] = []
+                while isinstance(event, (DnsQuery, HttpsGet)):
+                    ready.append(event)
+                    if len(running) + len(ready) >= limit:
+                        break
+                    event = machine.next_event()
+            if isinstance(event, (Resolution, ResolutionFailure)):
+                return event  # requests still running are abandoned: they time out alone
+            if len(ready) == 1 and not running:
+                outcome = self._perform(ready[0], deadline)
                 with self._lock:
-                    event = machine.next_event() if len(running) < limit else NEED_RESULTS
-                    ready: list[Request] = []
-                    while isinstance(event, (DnsQuery, HttpsGet)):
-                        ready.append(event)
-                        if len(running) + len(ready) >= limit:
-                            break
-                        event = machine.next_event()
-                if isinstance(event, (Resolution, ResolutionFailure)):
-                    return event
-                if len(ready) == 1 and not running:
-                    outcome = self._perform(ready[0], deadline)
-                    with self._lock:
-                        machine.receive(ready[0], outcome, now=self._clock())
-                    continue
-                if ready:
-                    if pool is None:
-                        pool = ThreadPoolExecutor(limit, thread_name_prefix="mxresolve")
-                    for request in ready:
-                        running[pool.submit(self._perform, request, deadline)] = request
-                    continue
-                if not running:
-                    raise LocalProtocolError("the machine waits, but no request is running")
-                done, _ = wait(
-                    running,
-                    timeout=max(deadline - time.monotonic(), 0) + 1.0,  # transports time out
-                    return_when=FIRST_COMPLETED,
-                )
-                if not done:  # a backstop, as in the asyncio driver
-                    done = set(running)
-                for future in done:
-                    request = running.pop(future)
-                    outcome = future.result() if future.done() else _timed_out(request)
-                    with self._lock:
-                        machine.receive(request, outcome, now=self._clock())
-        finally:
-            if pool is not None:  # requests left running end by their own timeouts
-                pool.shutdown(wait=False, cancel_futures=True)
+                    machine.receive(ready[0], outcome, now=self._clock())
+                continue
+            if ready:
+                for request in ready:
+                    running[self._start(request, deadline)] = request
+                continue
+            if not running:
+                raise LocalProtocolError("the machine waits, but no request is running")
+            done, _ = wait(
+                running,
+                timeout=max(deadline - time.monotonic(), 0) + 1.0,  # transports time out
+                return_when=FIRST_COMPLETED,
+            )
+            if not done:  # a backstop, as in the asyncio driver
+                done = set(running)
+            for future in done:
+                request = running.pop(future)
+                outcome = future.result() if future.done() else _timed_out(request)
+                with self._lock:
+                    machine.receive(request, outcome, now=self._clock())
+
+    def _start(self, request: Request, deadline: float) -> Future[Outcome]:
+        """Perform ``request`` on a thread of its own.
+
+        A daemon thread: a request the resolution no longer waits for (it ended
+        first) ends by its own timeout without holding up the interpreter's exit.
+        """
+        future: Future[Outcome] = Future()
+        future.set_running_or_notify_cancel()
+        threading.Thread(
+            target=lambda: future.set_result(self._perform(request, deadline)),
+            name="mxresolve-request",
+            daemon=True,
+        ).start()
+        return future
 
     def _perform(self, request: Request, deadline: float) -> Outcome:
         try:
