@@ -159,7 +159,7 @@ def test_concurrent_failures_are_all_counted(redis_server: RedisServer) -> None:
     outputs = run_workers(
         *[
             {"redis_url": redis_server.url, "mode": "add_failures", "host": "down.example",
-             "count": each, "start_at": start_at, "timeout": 1.0}
+             "count": each, "start_at": start_at, "timeout": 2.0}
             for _ in range(workers)
         ]
     )  # fmt: skip

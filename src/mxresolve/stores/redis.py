@@ -43,7 +43,8 @@ __all__ = ["AsyncRedisStore", "RedisStore", "StoreStats"]
 log = logging.getLogger("mxresolve.stores.redis")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-_MAX_ATTEMPTS = 16  # optimistic transactions under contention: each round one writer wins
+_MAX_ATTEMPTS = 64  # optimistic transactions under contention: each round one writer wins;
+# the real bound is time (5 x the call timeout), this only caps a pathological spin
 _ERRORS = (redis.RedisError, OSError, asyncio.TimeoutError)
 
 
