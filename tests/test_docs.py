@@ -32,7 +32,51 @@ def test_the_state_diagram_names_every_step() -> None:
 
     text = (ROOT / "docs/state-machine.md").read_text("utf-8")
     for step in Step:
-        assert f'"{step.value}: ' in text
+        assert f'"Step {step.value}: ' in text
+
+
+def test_the_step_table_agrees_with_the_vectors() -> None:
+    from mxresolve._tools.vectors import load_vectors
+
+    generator = _generator()
+    vectors = load_vectors([ROOT / "spec-vectors/vectors"])
+    assert generator.pages.check_step_rules(vectors) == []
+
+
+def test_the_step_table_check_catches_a_wrong_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that claims step 3.3 sends the delegated port in Host must be caught."""
+    import dataclasses
+
+    from mxresolve import Step
+    from mxresolve._tools.vectors import load_vectors
+
+    pages = _generator().pages
+    wrong = tuple(
+        dataclasses.replace(rule, expect=lambda n, d: {"host_header": f"{d.hostname}:8448"})
+        if rule.step is Step.DELEGATED_SRV
+        else rule
+        for rule in pages.STEP_RULES
+    )
+    monkeypatch.setattr(pages, "STEP_RULES", wrong)
+    problems = pages.check_step_rules(load_vectors([ROOT / "spec-vectors/vectors"]))
+    assert problems
+    assert all("step 3.3 host_header" in p for p in problems)
+
+
+def test_every_https_failure_kind_is_classified_and_pinned() -> None:
+    from mxresolve import HttpsFailureKind
+
+    text = (ROOT / "docs/unavailable.md").read_text("utf-8")
+    for kind in HttpsFailureKind:
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| `{kind.value}` |")]
+        assert not row.endswith("| (none) |"), f"{kind.value} has no vector"
+
+
+def test_algorithm_headings_are_the_state_names() -> None:
+    text = (ROOT / "docs/algorithm.md").read_text("utf-8")
+    _generator().pages.check_headings(text)
+    with pytest.raises(SystemExit):
+        _generator().pages.check_headings(text.replace("Step 3.3: delegated", "Step 3.3: via"))
 
 
 def test_every_interpretation_is_pinned_by_a_vector() -> None:
