@@ -60,9 +60,7 @@ def docs(session: nox.Session) -> None:
     calls it. Needs npm and Debian's chromium. The site goes to build/site, screenshots of
     the step table and the state diagram to build/screenshots.
     """
-    session.install(
-        "-e", ".", "-r", "docs/requirements.txt", "pytest>=8", "websocket-client==1.9.2"
-    )
+    session.install("-e", ".[test]", "-r", "docs/requirements.txt", "websocket-client==1.9.2")
     session.run("python", "docs/tools/generate.py", "--check")
     session.run("python", "docs/tools/vendor.py")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})

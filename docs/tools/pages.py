@@ -805,7 +805,7 @@ def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
             f"{_step_of(moment.result)} |"
         )
     svg = svgplot.timeline(
-        title="Back-off: a well-known answering 404, fetched whenever its failure expires",
+        title="Back-off: a well-known that answers 404",
         rows=rows,
         bars=bars,
         marks=marks,
@@ -832,7 +832,7 @@ def _stale_timeline() -> tuple[str, list[str]]:
     rows = ["well-known cache", "resolutions"]
     bars, marks, table = [], [], []
     last_step = None
-    stale_start = None
+    stale_start = stale_end = None
     for moment in _replay(world, times, Settings(), patches={3600.0: patch}):
         entry = _wk_entry(moment.cache)
         step = _step_of(moment.result)
@@ -843,6 +843,8 @@ def _stale_timeline() -> tuple[str, list[str]]:
         kept = any("keeping the last valid delegation" in e.message for e in moment.result.trace)
         if kept and stale_start is None:
             stale_start = moment.at
+        if not kept and stale_start is not None and stale_end is None:
+            stale_end = moment.at
         if moment.fetched or step != last_step:
             marks.append(
                 svgplot.Mark(
@@ -863,9 +865,10 @@ def _stale_timeline() -> tuple[str, list[str]]:
             table.append(f"| {moment.at:.0f} s | {what} | {step} | {note} |")
         last_step = step
     assert stale_start is not None
-    bars.append(svgplot.Bar(1, stale_start, 7200, "stale", "stale delegation used"))
+    assert stale_end is not None
+    bars.append(svgplot.Bar(1, stale_start, stale_end, "stale", "stale delegation used"))
     svg = svgplot.timeline(
-        title="Stale-if-error: the well-known times out from 3600 s on (a resolution every minute)",
+        title="Stale-if-error: the well-known times out from 3600 s on",
         rows=rows,
         bars=bars,
         marks=marks,

@@ -60,7 +60,7 @@ def timeline(
     left, right, top, row_h = 250, 24, 40, 34
     width = 900
     plot_w = width - left - right
-    height = top + row_h * len(rows) + 70
+    height = top + row_h * len(rows) + 95
 
     def x(t: float) -> float:
         return round(left + plot_w * min(max(t, 0.0), until) / until, 1)
@@ -118,8 +118,15 @@ def timeline(
     lx = 10.0
     used_styles = [s for s in STYLES if any(b.style == s for b in bars)]
     used_marks = [m for m in _MARKS if any(k.kind == m for k in marks)]
+
+    def wrap(needed: float) -> None:
+        nonlocal lx, legend_y
+        if lx + needed > width - 10:
+            lx, legend_y = 10.0, legend_y + 22
+
     for style in used_styles:
         colour, text = STYLES[style]
+        wrap(30 + 6.2 * len(text))
         out.append(
             f'<rect x="{lx}" y="{legend_y - 10}" width="14" height="12" fill="{colour}" '
             'fill-opacity="0.75"/>'
@@ -128,6 +135,7 @@ def timeline(
         lx += 30 + 6.2 * len(text)
     for kind in used_marks:
         fill, text = _MARKS[kind]
+        wrap(26 + 6.2 * len(text))
         out.append(
             f'<circle cx="{lx + 6}" cy="{legend_y - 4}" r="4.5" fill="{fill}" stroke="#0d47a1" '
             'stroke-width="1.5"/>'
