@@ -79,6 +79,28 @@ def test_algorithm_headings_are_the_state_names() -> None:
         _generator().pages.check_headings(text.replace("Step 3.3: delegated", "Step 3.3: via"))
 
 
+def test_the_nav_drops_missing_pages_and_adds_unlisted_ones(tmp_path: Path) -> None:
+    pytest.importorskip("mkdocs")
+    spec = importlib.util.spec_from_file_location("hooks", ROOT / "docs/tools/hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    (tmp_path / "here.md").write_text("# Here\n")
+    (tmp_path / "extra.md").write_text("# Extra\n")
+
+    class Config:
+        def __init__(self) -> None:
+            self.docs_dir = str(tmp_path)
+            self.nav = [
+                {"Section": [{"Here": "here.md"}, {"Not yet": "later.md"}]},
+                {"Gone": "gone.md"},
+            ]
+
+    config = hooks.on_config(Config())
+    assert config.nav == [{"Section": [{"Here": "here.md"}]}, {"More": ["extra.md"]}]
+
+
 def test_every_interpretation_is_pinned_by_a_vector() -> None:
     text = (ROOT / "docs/interpretations.md").read_text("utf-8")
     assert "### I-01" in text

@@ -112,7 +112,7 @@ class Browser:
             "Emulation.setDeviceMetricsOverride",
             width=1400,
             height=1000,
-            deviceScaleFactor=1,
+            deviceScaleFactor=2,  # sharper screenshots
             mobile=False,
         )
 
@@ -176,8 +176,12 @@ class Browser:
 
     def mermaid_svgs(self) -> list[str]:
         """The SVG each mermaid diagram rendered (Material draws into closed shadow roots)."""
+        return [self.call("DOM.getOuterHTML", nodeId=n)["outerHTML"] for n in self.mermaid_nodes()]
+
+    def mermaid_nodes(self) -> list[int]:
+        """DevTools node ids of the rendered diagrams' <svg> elements."""
         tree = self.call("DOM.getDocument", depth=-1, pierce=True)["root"]
-        found: list[str] = []
+        found: list[int] = []
 
         def walk(node: dict[str, Any]) -> None:
             attributes = node.get("attributes", [])
@@ -186,13 +190,31 @@ class Browser:
                 for shadow in node.get("shadowRoots", []):
                     for child in shadow.get("children", []):
                         if child.get("nodeName") == "svg":
-                            html = self.call("DOM.getOuterHTML", nodeId=child["nodeId"])
-                            found.append(html["outerHTML"])
+                            found.append(child["nodeId"])
             for child in node.get("children", []) + node.get("shadowRoots", []):
                 walk(child)
 
         walk(tree)
         return found
+
+    def screenshot_node(self, node_id: int, path: Path) -> None:
+        """A picture of one element, found by node id (it may be in a shadow root)."""
+        self.evaluate(
+            "for (const h of document.querySelectorAll('.md-header, .md-tabs'))"
+            " h.style.display = 'none';"
+        )
+        self.call("DOM.scrollIntoViewIfNeeded", nodeId=node_id)
+        quad = self.call("DOM.getBoxModel", nodeId=node_id)["model"]["border"]
+        scroll = self.evaluate("[window.scrollX, window.scrollY]")
+        xs, ys = quad[0::2], quad[1::2]
+        pad = 24  # labels may stand a little outside the box
+        self._capture(
+            min(xs) + scroll[0] - pad,
+            min(ys) + scroll[1] - pad,
+            max(xs) - min(xs) + 2 * pad,
+            max(ys) - min(ys) + 2 * pad,
+            path,
+        )
 
     def screenshot(self, selector: str, path: Path) -> None:
         box = self.evaluate(
@@ -202,12 +224,14 @@ class Browser:
             "e.scrollIntoView(); const r = e.getBoundingClientRect();"
             "return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()"
         )
-        x, y, width, height = box
+        self._capture(*box, path)
+
+    def _capture(self, x: float, y: float, width: float, height: float, path: Path) -> None:
         shot = self.call(
             "Page.captureScreenshot",
             format="png",
             captureBeyondViewport=True,
-            clip={"x": x, "y": y, "width": width, "height": height, "scale": 2},
+            clip={"x": x, "y": y, "width": width, "height": height, "scale": 1},
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b64decode(shot["data"]))
@@ -306,7 +330,8 @@ def test_the_state_diagram_renders(site: tuple[Path, str], browser: Browser) -> 
     assert "Syntax error" not in text
     for label in ("Step 3.3: delegated without a port", "deadline only", "no SRV record"):
         assert label in text, label
-    browser.screenshot(".mermaid", SHOTS / "state-diagram.png")
+    (node,) = browser.mermaid_nodes()
+    browser.screenshot_node(node, SHOTS / "state-diagram.png")
     assert not browser.problems()
 
 
