@@ -101,6 +101,16 @@ def test_the_nav_drops_missing_pages_and_adds_unlisted_ones(tmp_path: Path) -> N
     assert config.nav == [{"Section": [{"Here": "here.md"}]}, {"More": ["extra.md"]}]
 
 
+def test_the_timelines_answer_the_students_question() -> None:
+    """A timeout an hour after a good max-age=3600 fetch: stale delegation for an hour."""
+    text = (ROOT / "docs/timelines.md").read_text("utf-8")
+    assert "| 3600 s | fetch: `read_timeout` | step 3.2 | stale delegation kept (I-17) |" in text
+    assert "| 7200 s | no fetch (failure cached) | step 4 |  |" in text
+    backoff = re.findall(r"^\| (\d) \| (\d+) s \| (\d+) s \|", text, flags=re.M)
+    assert [int(cached) for _, _, cached in backoff] == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+    assert "| no cache headers (24 h default) | 86400 s | 2 | 0 h, 24 h |" in text
+
+
 def test_every_interpretation_is_pinned_by_a_vector() -> None:
     text = (ROOT / "docs/interpretations.md").read_text("utf-8")
     assert "### I-01" in text
