@@ -107,7 +107,8 @@ def test_the_timelines_answer_the_students_question() -> None:
     assert "| 3600 s | fetch: `read_timeout` | step 3.2 | stale delegation kept (I-17) |" in text
     assert "| 7200 s | no fetch (failure cached) | step 4 |  |" in text
     backoff = re.findall(r"^\| (\d) \| (\d+) s \| (\d+) s \|", text, flags=re.M)
-    assert [int(cached) for _, _, cached in backoff] == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+    cached = [int(seconds) for _, _, seconds in backoff]
+    assert cached == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
     assert "| no cache headers (24 h default) | 86400 s | 2 | 0 h, 24 h |" in text
 
 
