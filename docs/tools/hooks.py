@@ -3,6 +3,8 @@
 * The nav lists every page the site should have, including pages other work is still
   writing: an entry whose file is not there is dropped, and a page that is there but not
   listed is added under "More", so the nav never breaks a `--strict` build.
+* Docstrings cross-reference in Sphinx's style (":class:`X`"), which mkdocstrings leaves
+  as text; the role is dropped from the rendered page, keeping the name as code.
 * `spec-vectors/README.md`, the vector format, lives outside docs/; it is added as a page,
   and links to it from docs/ (`../spec-vectors/README.md`) are pointed at that page.
 """
@@ -20,6 +22,7 @@ from mkdocs.structure.pages import Page
 ROOT = Path(__file__).resolve().parents[2]
 _VECTOR_FORMAT = "spec-vectors/README.md"
 _OUTSIDE_LINK = re.compile(r"\]\((?:\.\./)+spec-vectors/README\.md(#[^)]*)?\)")
+_SPHINX_ROLE = re.compile(r":(?:class|meth|func|attr|data|exc|mod):<code>~?")
 _RELATIVE_LINK = re.compile(r"\[([^\]]*)\]\((?!https?:|#|mailto:)([^)]+)\)")
 
 
@@ -80,3 +83,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     depth = page.file.src_uri.count("/")
     target = "../" * depth + _VECTOR_FORMAT
     return _OUTSIDE_LINK.sub(lambda m: f"]({target}{m.group(1) or ''})", markdown)
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    return _SPHINX_ROLE.sub("<code>", html)
