@@ -112,6 +112,22 @@ def test_the_timelines_answer_the_students_question() -> None:
     assert "| no cache headers (24 h default) | 86400 s | 2 | 0 h, 24 h |" in text
 
 
+def test_interpretations_link_their_sources() -> None:
+    text = (ROOT / "docs/interpretations.md").read_text("utf-8")
+    sections = {s.split()[0]: s for s in re.split(r"^### ", text, flags=re.M)[1:]}
+    for number in range(1, 36):
+        section = sections[f"I-{number:02d}"]
+        (sources,) = [line for line in section.splitlines() if line.startswith("Sources: ")]
+        assert "](https://" in sources, f"I-{number:02d}"
+        assert any(line.startswith("Other implementations: ") for line in section.splitlines())
+
+
+def test_the_debugging_anchors_the_doctor_links_to() -> None:
+    text = (ROOT / "docs/debugging.md").read_text("utf-8")
+    for anchor in ("resolve", "proxy-port", "well-known-down", "stale-certificate", "legacy-srv"):
+        assert f"{{ #{anchor} }}" in text
+
+
 def test_every_interpretation_is_pinned_by_a_vector() -> None:
     text = (ROOT / "docs/interpretations.md").read_text("utf-8")
     assert "### I-01" in text
