@@ -191,8 +191,10 @@ def state_machine(vectors: list[Vector]) -> str:
         "| From | Event | When | To |",
         "| --- | --- | --- | --- |",
     ]
+    described: set[Event] = set()
     for (event, target), sources in by_edge.items():
-        when = EVENT_CONDITIONS[event]
+        when = EVENT_CONDITIONS[event] if event not in described else "as above"
+        described.add(event)
         if event is Event.FAILED:
             sources = [s for s in sources if s is not Step.WELL_KNOWN]
             when = f"{when}: " + ", ".join(f"`{k}`" for k in seen_kinds) + " (as the vectors show)"
