@@ -7,6 +7,7 @@ are checked against what every vector expects.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import defaultdict
@@ -29,7 +30,7 @@ from mxresolve._core.events import (
 from mxresolve._core.grammar import DEFAULT_PORT, ServerName
 from mxresolve._core.machine import _UNAVAILABLE, TRANSITIONS, Event, Phase, State
 from mxresolve._tools.explain import render_result
-from mxresolve._tools.vectors import Vector, _settings, run_vector
+from mxresolve._tools.vectors import Vector, _settings, run_vector, vector_settings
 
 __all__ = ["Vector"]
 
@@ -576,6 +577,11 @@ def _slug(title: str) -> str:
 
 _WK = "https://example.org/.well-known/matrix/server"
 
+# The settings a vector with no settings runs with (mxresolve._tools.vectors): the
+# defaults, but every address allowed (the worlds use documentation addresses, which the
+# default IP policy refuses) and the fetch resolving its own host (v1 worlds).
+_VECTOR_DEFAULTS = dataclasses.replace(_settings({}), resolve_well_known_host=False)
+
 
 def _scenario_world() -> dict[str, Any]:
     return {
@@ -605,7 +611,7 @@ def _keeps_delegation(response: dict[str, Any]) -> bool:
     """Good fetch at 0 s; at 3600 s the well-known gives ``response``. Stale kept?"""
     world = FakeWorld(_scenario_world(), now=EPOCH)
     cache = ResolverCache()
-    settings = _settings({})
+    settings = _VECTOR_DEFAULTS
     first = world.resolve("example.org", cache=cache, settings=settings)
     assert isinstance(first, Resolution)
     assert first.step is Step.DELEGATED_EXPLICIT_PORT
@@ -766,9 +772,6 @@ def _step_of(result: Resolution | ResolutionFailure) -> str:
     return f"step {result.step.value}"
 
 
-# Default settings, but allowing every address, as the vector harness does: the worlds
-# use documentation addresses, which the default IP policy refuses.
-_VECTOR_DEFAULTS = _settings({})
 
 
 def _wk_entry(cache: ResolverCache) -> Any:
@@ -840,7 +843,7 @@ def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
     vector = next(v for v in vectors if v.id == vid)
     times = [float(s.get("at", 0)) for s in vector.steps]
     bars, marks, rows, table = [], [], [], []
-    for moment in _replay(vector.world, times, _settings(vector.settings)):
+    for moment in _replay(vector.world, times, vector_settings(vector)):
         if not moment.fetched:
             continue
         entry = _wk_entry(moment.cache)
@@ -943,7 +946,7 @@ def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
         ("AAAA matrix.example.net.", "matrix.example.net.", RecordType.AAAA),
     ]
     bars, marks, table = [], [], []
-    for moment in _replay(vector.world, times, _settings(vector.settings)):
+    for moment in _replay(vector.world, times, vector_settings(vector)):
         for row, (label, qname, rdtype) in enumerate(keys):
             if qname is None or rdtype is None:
                 asked = moment.fetched
