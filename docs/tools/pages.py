@@ -772,8 +772,6 @@ def _step_of(result: Resolution | ResolutionFailure) -> str:
     return f"step {result.step.value}"
 
 
-
-
 def _wk_entry(cache: ResolverCache) -> Any:
     entry = cache.well_known("example.org")
     assert entry is not None
