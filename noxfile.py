@@ -53,6 +53,28 @@ def vectors(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """The documentation site: regenerate-check, build with --strict, check it in Chromium.
+
+    Not in the default list (it fetches mermaid with npm and drives a browser); .ci/run
+    calls it. Needs npm and Debian's chromium. The site goes to build/site, screenshots of
+    the step table and the state diagram to build/screenshots.
+    """
+    session.install("-e", ".[test]", "-r", "docs/requirements.txt", "websocket-client==1.9.2")
+    session.run("python", "docs/tools/generate.py", "--check")
+    session.run("python", "docs/tools/vendor.py")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+    session.run(
+        "pytest",
+        "tests/test_docs_browser.py",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"MXRESOLVE_DOCS_SITE": "build/site"},
+    )
+
+
+@nox.session(default=False)
 def differential(session: nox.Session) -> None:
     """mxresolve vs. Synapse on every loopback-world scenario; writes docs/differential.md.
 

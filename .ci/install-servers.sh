@@ -3,10 +3,11 @@
 # Knot DNS (authoritative DNS), nginx (HTTPS over OpenSSL), Caddy (HTTPS over Go's
 # crypto/tls) and redis-server (the shared cache store). The tests run their own
 # foreground instances from temp dirs, so the distribution's service instances must not run.
+# Also chromium (the docs site's browser test) and npm (fetches the site's mermaid).
 # Idempotent; meant for a fresh Debian bookworm machine, run as root.
 set -euo pipefail
 
-PACKAGES=(knot nginx-light caddy redis-server)
+PACKAGES=(knot nginx-light caddy redis-server chromium)
 POLICY=/usr/sbin/policy-rc.d
 
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -17,7 +18,8 @@ fi
 have_all() {
     command -v knotd >/dev/null 2>&1 && command -v knotc >/dev/null 2>&1 \
         && command -v nginx >/dev/null 2>&1 && command -v caddy >/dev/null 2>&1 \
-        && command -v redis-server >/dev/null 2>&1
+        && command -v redis-server >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 \
+        && command -v npm >/dev/null 2>&1
 }
 
 # Stop a system-service instance through the init system, then by the pid in its pidfile.
@@ -59,6 +61,10 @@ if ! have_all; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
     apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+    # npm may come with the machine's own Node.js; Debian's only when there is none.
+    if ! command -v npm >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends npm
+    fi
 fi
 
 stop_service nginx /run/nginx.pid
@@ -67,7 +73,7 @@ stop_service caddy /run/caddy/caddy.pid
 stop_service redis-server /run/redis/redis-server.pid
 
 if ! have_all; then
-    echo "install-servers.sh: knotd/knotc/nginx/caddy/redis-server still missing after install" >&2
+    echo "install-servers.sh: knotd/knotc/nginx/caddy/redis-server/chromium/npm still missing after install" >&2
     exit 1
 fi
 
@@ -75,3 +81,4 @@ echo "knotd: $(knotd --version 2>&1 | head -n1)"
 echo "nginx: $(nginx -v 2>&1 | head -n1)"
 echo "caddy: $(caddy version 2>&1 | head -n1)"
 echo "redis-server: $(redis-server --version | head -n1)"
+echo "chromium: $(chromium --version 2>/dev/null | head -n1)"

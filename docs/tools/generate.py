@@ -1,13 +1,24 @@
 """Regenerate the generated parts of docs/ from the code and the vectors.
 
     python docs/tools/generate.py          # rewrite in place
-    python docs/tools/generate.py --check  # exit 1 if anything is stale
+    python docs/tools/generate.py --check  # exit 1 if anything is stale or disagrees
 
-* docs/state-machine.md: entirely generated from ``TRANSITIONS``.
-* docs/interpretations.md: the lists between ``<!-- vectors I-NN -->`` and
-  ``<!-- /vectors -->`` (the vectors whose ``interpretation`` is I-NN).
-* docs/algorithm.md: the blocks between ``<!-- trace ID -->`` and
-  ``<!-- /trace -->`` (the explained trace of vector ID, run by the library).
+Whole pages (never edit them by hand):
+
+* docs/state-machine.md: the diagram and table, from ``TRANSITIONS``.
+* docs/steps.md: the one-page summary of the steps; the table's rules are data here
+  (``STEP_RULES``) and are checked against every vector that expects targets.
+* docs/unavailable.md: which well-known failures keep a recent delegation (I-17), found
+  by running the machine, with the vectors that pin each row.
+* docs/timelines.md and docs/assets/timelines/*.svg: caching, back-off, stale-if-error
+  and DNS TTLs as plots, each from a run of the real machine, with its data as a table.
+
+Blocks inside hand-written pages:
+
+* ``<!-- vectors I-NN -->`` ... ``<!-- /vectors -->`` in docs/interpretations.md: the
+  vectors whose ``interpretation`` is I-NN.
+* ``<!-- trace ID -->`` ... ``<!-- /trace -->`` in docs/algorithm.md and
+  docs/examples.md: the explained trace of vector ID, run by the library.
 """
 
 from __future__ import annotations
@@ -17,49 +28,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from mxresolve._core.events import Step
-from mxresolve._core.machine import TRANSITIONS, Phase
-from mxresolve._tools.explain import render_result
-from mxresolve._tools.vectors import Vector, load_vectors, run_vector
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pages
+
+from mxresolve._tools.vectors import load_vectors
 
 DOCS = Path(__file__).resolve().parent.parent
 VECTORS = DOCS.parent / "spec-vectors" / "vectors"
-
-
-def _node(state: Step | Phase) -> str:
-    if isinstance(state, Step):
-        return "S" + state.value.replace(".", "_")
-    return state.name
-
-
-def _label(state: Step | Phase) -> str:
-    if isinstance(state, Step):
-        return f"{state.value}: {state.name.replace('_', ' ').lower()}"
-    return state.name.lower()
-
-
-def state_machine() -> str:
-    lines = [
-        "# The state machine",
-        "",
-        "Generated from `mxresolve._core.machine.TRANSITIONS` by `docs/tools/generate.py`;",
-        "do not edit by hand. Every state but the three phases is a step of",
-        '"Resolving server names" (spec v1.19). A move not listed here raises',
-        "`LocalProtocolError`.",
-        "",
-        "```mermaid",
-        "stateDiagram-v2",
-    ]
-    for state in [Phase.START, *Step, Phase.RESOLVED, Phase.FAILED]:
-        lines.append(f'    state "{_label(state)}" as {_node(state)}')
-    lines.append(f"    [*] --> {_node(Phase.START)}")
-    for (source, event), target in TRANSITIONS.items():
-        lines.append(f"    {_node(source)} --> {_node(target)}: {event.value}")
-    lines += [f"    {_node(Phase.RESOLVED)} --> [*]", f"    {_node(Phase.FAILED)} --> [*]", "```"]
-    lines += ["", "| From | Event | To |", "| --- | --- | --- |"]
-    for (source, event), target in TRANSITIONS.items():
-        lines.append(f"| {_label(source)} | {event.value} | {_label(target)} |")
-    return "\n".join(lines) + "\n"
 
 
 def _replace_blocks(text: str, tag: str, render: dict[str, str]) -> str:
@@ -74,7 +50,7 @@ def _replace_blocks(text: str, tag: str, render: dict[str, str]) -> str:
     return pattern.sub(fill, text)
 
 
-def interpretations(text: str, vectors: list[Vector]) -> str:
+def interpretations(text: str, vectors: list[pages.Vector]) -> str:
     cited: dict[str, list[str]] = defaultdict(list)
     for vector in vectors:
         interpretation = vector.raw.get("interpretation")
@@ -90,39 +66,58 @@ def interpretations(text: str, vectors: list[Vector]) -> str:
     return _replace_blocks(text, "vectors", render)
 
 
-def algorithm(text: str, vectors: list[Vector]) -> str:
+def traces(text: str, vectors: list[pages.Vector]) -> str:
     by_id = {v.id: v for v in vectors}
     render = {}
     for key in re.findall(r"<!-- trace (\S+) -->", text):
         if key not in by_id:
-            raise SystemExit(f"generate: no vector {key!r} for docs/algorithm.md")
-        result = run_vector(by_id[key])
-        blocks = []
-        for step in result.steps:
-            if result.steps[0] is not step:
-                blocks.append("")
-            blocks.append(render_result(step.result))
-        render[key] = "```text\n" + "\n".join(blocks) + "\n```\n"
+            raise SystemExit(f"generate: no vector {key!r} for a trace block")
+        render[key] = "```text\n" + pages.vector_trace(by_id[key]) + "\n```\n"
     return _replace_blocks(text, "trace", render)
+
+
+def outputs(vectors: list[pages.Vector]) -> dict[Path, str]:
+    """Every generated file and its content."""
+    out: dict[Path, str] = {
+        DOCS / "state-machine.md": pages.state_machine(vectors),
+        DOCS / "steps.md": pages.steps_page(vectors),
+        DOCS / "unavailable.md": pages.unavailable_page(vectors),
+    }
+    timeline_page, svgs = pages.timelines_page(vectors)
+    out[DOCS / "timelines.md"] = timeline_page
+    for name, svg in svgs.items():
+        out[DOCS / "assets" / "timelines" / name] = svg
+    for name, fill in (
+        ("interpretations.md", interpretations),
+        ("algorithm.md", traces),
+        ("examples.md", traces),
+    ):
+        path = DOCS / name
+        if path.exists():
+            text = fill(path.read_text(encoding="utf-8"), vectors)
+            if name == "algorithm.md":
+                pages.check_headings(text)
+            out[path] = text
+    return out
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     vectors = load_vectors([VECTORS])
-    outputs = {DOCS / "state-machine.md": state_machine()}
-    for name, fill in (("interpretations.md", interpretations), ("algorithm.md", algorithm)):
-        path = DOCS / name
-        if path.exists():
-            outputs[path] = fill(path.read_text(encoding="utf-8"), vectors)
-    stale = [p for p, text in outputs.items() if not p.exists() or p.read_text("utf-8") != text]
+    disagreements = pages.check_step_rules(vectors)
+    for line in disagreements:
+        print(f"generate: the step table disagrees with a vector: {line}")
+    generated = outputs(vectors)
+    stale = [p for p, text in generated.items() if not p.exists() or p.read_text("utf-8") != text]
     if check:
         for path in stale:
             print(f"generate: {path.relative_to(DOCS.parent)} is stale; run docs/tools/generate.py")
-        return 1 if stale else 0
+        return 1 if stale or disagreements else 0
     for path in stale:
-        path.write_text(outputs[path], encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generated[path], encoding="utf-8")
         print(f"generate: wrote {path.relative_to(DOCS.parent)}")
-    return 0
+    return 1 if disagreements else 0
 
 
 if __name__ == "__main__":
