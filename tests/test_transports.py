@@ -372,10 +372,26 @@ class _NodelaySpy(socket.socket):
         return super().connect_ex(address)  # type: ignore[arg-type]
 
 
+class _SocketModuleWithSpy:
+    """The ``socket`` module as ``mxresolve._io.net`` sees it, with the spy as its class.
+
+    Only net.py's sockets are spied on (every TCP socket mxresolve makes comes from there;
+    the tests' own servers keep plain sockets). A socket made elsewhere would escape the
+    spy, and then the tests' "some socket connected" assertions fail.
+    """
+
+    socket = _NodelaySpy
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(socket, name)
+
+
 @pytest.fixture
 def nodelay_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from mxresolve._io import net
+
     _NodelaySpy.seen = []
-    monkeypatch.setattr(socket, "socket", _NodelaySpy)
+    monkeypatch.setattr(net, "socket", _SocketModuleWithSpy())
     return _NodelaySpy.seen
 
 
