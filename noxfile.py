@@ -18,8 +18,9 @@ nox.options.error_on_missing_interpreters = False
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and property tests, every vector, and the integration suite (adapters, Redis)."""
-    session.install("-e", ".[test,httpx,aiohttp,twisted,redis]")
+    """Unit and property tests, every vector, and the integration suite (adapters, Redis,
+    doctor)."""
+    session.install("-e", ".[test,httpx,aiohttp,twisted,redis,doctor]")
     session.run("pytest", *session.posargs)
 
 
@@ -40,7 +41,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     # With every extra: the adapters are typed against the clients they plug into.
-    session.install("mypy==2.4.1", "-e", ".[httpx,aiohttp,twisted,redis]")
+    session.install("mypy==2.4.1", "-e", ".[httpx,aiohttp,twisted,redis,doctor]")
     session.run("mypy")
 
 
@@ -130,7 +131,7 @@ def e2e(session: nox.Session) -> None:
     runs from its own venv (see _synapse_venv). Costs about 30 s once the venv exists.
     """
     python = _synapse_venv(session)
-    session.install("-e", ".[test,httpx,aiohttp,twisted,redis]")
+    session.install("-e", ".[test,httpx,aiohttp,twisted,redis,doctor]")
     session.run(
         "pytest",
         "-m",

@@ -3,6 +3,9 @@
 A reference implementation of the server-server API's "Resolving server
 names" (Matrix spec v1.19): a sans-I/O core (:class:`ResolutionMachine`), the
 in-memory :class:`FakeWorld` for tests, and the vectors that pin the behaviour.
+Client discovery (client-server API v1.19, "Server Discovery") is
+:func:`discover_client` / :func:`async_discover_client` over
+:class:`ClientDiscoveryMachine`.
 
 Everything in ``__all__`` is the public API; modules starting with ``_`` are not.
 """
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__
     from ._core.cache import ResolverCache, WellKnownEntry
+    from ._core.client_discovery import ClientDiscovery, ClientDiscoveryMachine, ClientOutcome
     from ._core.errors import (
         ConnectError,
         InvalidServerName,
@@ -51,6 +55,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time s
         SrvTargetAliasPolicy,
     )
     from ._core.srv import order_srv_records
+    from ._io.client_discovery import async_discover_client, discover_client
     from ._io.dns_transport import (
         AsyncDnspythonTransport,
         AsyncDnsTransport,
@@ -76,6 +81,9 @@ __all__ = [
     "AsyncH11HttpsTransport",
     "AsyncHttpsTransport",
     "AsyncResolver",
+    "ClientDiscovery",
+    "ClientDiscoveryMachine",
+    "ClientOutcome",
     "ConnectError",
     "DnsTransport",
     "DnspythonTransport",
@@ -118,6 +126,8 @@ __all__ = [
     "WellKnownEntry",
     "WorldError",
     "__version__",
+    "async_discover_client",
+    "discover_client",
     "order_srv_records",
     "parse_server_name",
     "server_name_advisories",
@@ -129,6 +139,9 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "ResolverCache": "._core.cache",
     "WellKnownEntry": "._core.cache",
+    "ClientDiscovery": "._core.client_discovery",
+    "ClientDiscoveryMachine": "._core.client_discovery",
+    "ClientOutcome": "._core.client_discovery",
     "ConnectError": "._core.errors",
     "InvalidServerName": "._core.errors",
     "InvalidSettings": "._core.errors",
@@ -165,6 +178,8 @@ _LAZY: dict[str, str] = {
     "SrvFailurePolicy": "._core.settings",
     "SrvTargetAliasPolicy": "._core.settings",
     "order_srv_records": "._core.srv",
+    "async_discover_client": "._io.client_discovery",
+    "discover_client": "._io.client_discovery",
     "AsyncDnspythonTransport": "._io.dns_transport",
     "AsyncDnsTransport": "._io.dns_transport",
     "DnspythonTransport": "._io.dns_transport",

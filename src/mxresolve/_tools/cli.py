@@ -5,6 +5,11 @@
     Resolve a server name for real and explain each step. With ``--json``,
     exactly one JSON object goes to stdout, whatever happens.
 
+``mxresolve doctor SERVER_NAME [--json] [--nameserver IP[:PORT]]... [--cafile PEM]
+[--allow-ip CIDR]... [--timeout S]``
+    Check everything a remote homeserver meets, and say how to fix what is
+    wrong (docs/doctor.md). Exit 0 if federation works, 1 if it fails.
+
 ``mxresolve vectors run [PATH ...] [--json] [--explain ID]``
     Run spec-vectors (the bundled ones by default): one line per vector, then
     ``N passed, M failed``; exit 1 if any failed.
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING
 # Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
 # needs no network does not pay for the rest (docs/performance.md, start-up).
 if TYPE_CHECKING:
+    from .._core.events import Resolution, ResolutionFailure
     from .vectors import Vector
 
 __all__ = ["main"]
@@ -72,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (10)"
     )
 
+    from . import doctor  # light: the checks load only when the doctor runs
+
+    doctor.add_parser(commands)
+
     vectors = commands.add_parser("vectors", help="the spec-vectors")
     vector_commands = vectors.add_subparsers(dest="vectors_command", required=True)
     run = vector_commands.add_parser("run", help="run vectors (default: the bundled set)")
@@ -86,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
-        if "resolve" in argv and "--json" in argv:
+        if ("resolve" in argv or "doctor" in argv) and "--json" in argv:
             _print_json(_error_object(None, "invalid_argument", str(exc)))
         else:
             print(exc, file=sys.stderr)
@@ -94,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "resolve":
             return _resolve(args)
+        if args.command == "doctor":
+            from . import doctor
+
+            return doctor.run(args)
     except BrokenPipeError:  # e.g. `mxresolve resolve x | head`: not an error
         sys.stderr.close()
         return 0
@@ -137,12 +151,46 @@ def _resolve(args: argparse.Namespace) -> int:
             _print_json(result.to_json())
         else:
             print(render_result(result))
+            print(_recovered(result))
         return 0 if isinstance(result, Resolution) else 1
     if args.json:
         _print_json(_error_object(args.server_name, kind, message))
     else:
         print(f"mxresolve: {message}", file=sys.stderr)
     return 2
+
+
+def _recovered(result: Resolution | ResolutionFailure) -> str:
+    """What the resolution recovered from, in a sentence or two, and where to look next."""
+    from .._core.events import HttpsGet, Resolution, TraceKind
+
+    notes: list[str] = []
+    trace = result.trace
+    for i, event in enumerate(trace):
+        if event.kind is TraceKind.DECISION and event.message.startswith(
+            "the well-known is an error response"
+        ):
+            fetched = [
+                e.outcome
+                for e in trace[:i]
+                if e.kind is TraceKind.OUTCOME and isinstance(e.request, HttpsGet)
+            ]
+            reason = event.message.removeprefix("the well-known is an error response (")
+            why = str(fetched[-1]) if fetched else reason.split("); cached", 1)[0]
+            later = [e.step for e in trace[i + 1 :] if e.kind is TraceKind.STEP]
+            went_on = f"; resolution continued at step {later[0]}" if later else ""
+            notes.append(f"the well-known failed: {why}{went_on}")
+    warnings = sum(e.kind is TraceKind.WARNING for e in trace)
+    if warnings:
+        notes.append(f"{warnings} warning(s) in the trace above")
+    if not notes:
+        return f"\nNothing to recover from. Full check-up: mxresolve doctor {result.server_name}"
+    recovered = "Recovered from" if isinstance(result, Resolution) else "Along the way"
+    return (
+        f"\n{recovered}: "
+        + "; ".join(notes)
+        + f".\nFor what this means and how to fix it: mxresolve doctor {result.server_name}"
+    )
 
 
 def _vectors_run(paths: list[str], *, as_json: bool, explain: str | None) -> int:
