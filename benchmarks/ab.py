@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _world import BenchWorld
+
+from netns import enter_private_network
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = Path(__file__).resolve().parent / "_ab_child.py"
@@ -69,7 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline", default="HEAD", help="git revision (default HEAD)")
     ap.add_argument("--processes", type=int, default=4, help="processes per variant")
     ap.add_argument("--rounds", type=int, default=10, help="timed rounds per process and path")
+    ap.add_argument(
+        "--world",
+        choices=("nginx", "caddy"),
+        default="nginx",
+        help="the cold round's names: the nginx round (20) or the Caddy world's (29)",
+    )
     args = ap.parse_args(argv)
+    print(f"[ab] {enter_private_network()}", file=sys.stderr)
     if not 1 <= args.processes <= 50 or not 1 <= args.rounds <= 200:
         ap.error("--processes must be 1-50 and --rounds 1-200")
     samples: dict[str, dict[str, list[float]]] = {
@@ -84,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "cafile": world.cafile,
                     "allow_ips": world.allow_ips,
                 },
-                "names": world.cold_names(),
+                "names": world.cold_names() if args.world == "nginx" else world.caddy_cold_names(),
                 "rounds": args.rounds,
             }
             for i in range(args.processes):
@@ -100,7 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
     print(f"baseline: {args.baseline} ; candidate: the working tree ({ROOT / 'src'})")
-    print(f"{args.processes} processes x {args.rounds} rounds per variant, 20 names a round\n")
+    count = 20 if args.world == "nginx" else 29
+    print(
+        f"{args.processes} processes x {args.rounds} rounds per variant, {count} names a round "
+        f"({args.world} world)\n"
+    )
     print("| cold round | baseline median | candidate median | baseline / candidate |")
     print("|---|---|---|---|")
     for path, label in (("async", "AsyncResolver, all at once"), ("sync", "Resolver, in turn")):
