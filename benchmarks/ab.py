@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from _servers import compile_package
 from _world import BenchWorld
 
 from netns import enter_private_network
@@ -94,6 +95,8 @@ def startup_ab(revision: str, turns: int) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="mxresolve-ab-") as tmp:
         sources = {"baseline": export_src(revision, Path(tmp)), "candidate": ROOT / "src"}
+        for src in sources.values():  # as installed wheels have it, whatever the environment
+            compile_package(src / "mxresolve")
         for i in range(turns):
             order = ("baseline", "candidate") if i % 2 == 0 else ("candidate", "baseline")
             for key, argv in STARTUP_COMMANDS.items():
