@@ -148,23 +148,28 @@ def e2e(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: mxresolve vs. Synapse and resolvematrix; the tables of docs/performance.md.
 
-    Not part of the default run. Needs knotd, nginx and root (port 443); takes about 5 minutes.
-    The peer venvs (.venv-synapse, .venv-resolvematrix) are created from
-    benchmarks/peers/requirements-*.txt when missing. Posargs go to benchmarks/bench.py
-    (e.g. --quick, --no-peers, --output PATH).
+    Not part of the default run. Needs knotd, nginx, caddy and root (port 443, a private
+    network namespace); takes 5-8 minutes (--quick: 1-1.5). The peer venvs
+    (MXRESOLVE_SYNAPSE_VENV / MXRESOLVE_RESOLVEMATRIX_VENV, default .venv-synapse,
+    .venv-resolvematrix) are created from benchmarks/peers/requirements-*.txt when missing.
+    Posargs go to benchmarks/bench.py (e.g. --quick, --no-peers, --no-rtt, --output PATH).
     """
+    import os
     from pathlib import Path
 
     session.install("-e", ".", "trustme>=1.1")
     peers = Path("benchmarks/peers")
-    for venv, requirements in (
-        (".venv-synapse", peers / "requirements-synapse.txt"),
-        (".venv-resolvematrix", peers / "requirements-resolvematrix.txt"),
+    pythons = []
+    for key, default, requirements in (
+        ("synapse", ".venv-synapse", peers / "requirements-synapse.txt"),
+        ("resolvematrix", ".venv-resolvematrix", peers / "requirements-resolvematrix.txt"),
     ):
+        venv = os.environ.get(f"MXRESOLVE_{key.upper()}_VENV", default)
         if not Path(venv, "bin", "python").exists():
             session.run("python", "-m", "venv", venv)
             session.run(f"{venv}/bin/pip", "install", "-r", str(requirements), external=True)
-    session.run("python", "benchmarks/bench.py", *session.posargs)
+        pythons += [f"--{key}-python", str(Path(venv, "bin", "python"))]
+    session.run("python", "benchmarks/bench.py", *pythons, *session.posargs)
 
 
 @nox.session(default=False)

@@ -68,6 +68,7 @@ def environment() -> dict[str, Any]:
         "h11": metadata.version("h11"),
         "knotd": _version_of(["knotd", "--version"]),
         "nginx": _version_of(["nginx", "-v"]),
+        "caddy": _version_of(["caddy", "version"]),
     }
 
 
@@ -139,6 +140,54 @@ GOALS: tuple[Goal, ...] = (
         "single-flight: well-known fetches for N concurrent calls == 1",
         "==",
         1.0,
+        "",
+    ),
+    # Issue 10.
+    Goal(
+        "fetch_vs_bare_nginx",
+        "nginx: mxresolve well-known fetch / bare ssl <= 1.5x",
+        "<=",
+        1.5,
+        "x",
+    ),
+    Goal(
+        "fetch_vs_bare_caddy",
+        "Caddy: mxresolve well-known fetch / bare ssl <= 1.5x",
+        "<=",
+        1.5,
+        "x",
+    ),
+    Goal(
+        "caddy_cold_vs_floor", "Caddy cold round: mxresolve async / floor <= 1.2x", "<=", 1.2, "x"
+    ),
+    Goal(
+        "caddy_cold_vs_synapse", "Caddy cold round: Synapse / mxresolve async >= 6x", ">=", 6.0, "x"
+    ),
+    Goal(
+        "caddy_cold_vs_resolvematrix",
+        "Caddy cold round: resolvematrix / mxresolve async >= 3x",
+        ">=",
+        3.0,
+        "x",
+    ),
+    Goal("startup_import_ms", "start-up: import mxresolve adds <= 40 ms", "<=", 40.0, "ms"),
+    Goal("startup_help_ms", "start-up: mxresolve --help adds <= 80 ms", "<=", 80.0, "ms"),
+    Goal(
+        "startup_resolve_ms", "start-up: cached mxresolve resolve adds <= 80 ms", "<=", 80.0, "ms"
+    ),
+    Goal("second_resolver_us", "start-up: second Resolver() < 1000 us", "<=", 1000.0, "us"),
+    Goal(
+        "rtt_over_floor",
+        "RTT: scenarios where mxresolve async > floor + 1 RTT == 0",
+        "==",
+        0.0,
+        "",
+    ),
+    Goal(
+        "rtt_not_below_synapse",
+        "RTT: scenarios where Synapse is above its floor and mxresolve async not below it == 0",
+        "==",
+        0.0,
         "",
     ),
 )

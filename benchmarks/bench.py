@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import _report as rep
 from _measure import (
@@ -41,7 +42,11 @@ from _measure import (
     sync_cold_round,
 )
 from _peers import Peer, peers
-from _world import COLD_SCENARIOS, SINGLE_FLIGHT_NAME, BenchWorld
+from _rtt import measure as rtt_measure
+from _servers import per_name, startup
+from _world import COLD_SCENARIOS, PER_NAME_GROUPS, SINGLE_FLIGHT_NAME, BenchWorld
+
+from netns import enter_private_network
 
 HERE = Path(__file__).resolve().parent
 PEER_TIMEOUT = 240.0  # seconds for one peer driver invocation
@@ -493,6 +498,121 @@ def single_flight_section(sf: dict[str, Any]) -> list[str]:
     ]
 
 
+def caddy_cold_section(cold: dict[str, Any]) -> list[str]:
+    lines = cold_section(cold)
+    lines[0] = lines[0].replace(
+        "## Cold:", "## Cold on the Caddy world (every well-known from Go TLS):"
+    )
+    return ["", *lines]
+
+
+def per_name_section(pn: dict[str, Any]) -> list[str]:
+    keys = (
+        "floor_fetch",
+        "mx_fetch",
+        "mx_async",
+        "mx_sync",
+        "mx_sync_nagle_on",
+        "synapse",
+        "resolvematrix",
+    )
+    rows = []
+    for r in pn["rows"]:
+        med = r["median_s"]
+        rows.append(
+            [r["group"], r["server"], r["name"]]
+            + [rep.ms(med.get(k)) for k in keys]
+            + [rep.ratio(_div(med.get("mx_fetch"), med.get("floor_fetch")))]
+        )
+    headers = [
+        "group",
+        "server",
+        "name",
+        "bare ssl fetch (floor)",
+        "mx fetch",
+        "mx async",
+        "mx sync",
+        "mx sync, Nagle on",
+        "Synapse",
+        "resolvematrix",
+        "mx fetch / floor",
+    ]
+    ratios = pn["fetch_ratio"]
+    return [
+        "",
+        f"## Per name, cold, against nginx (OpenSSL) and Caddy (Go TLS) (median of "
+        f"{pn['rounds']} rounds, each from a fresh resolver)",
+        "",
+        rep.table(headers, rows),
+        "",
+        "Fetch = the first well-known URL only (mxresolve: its HTTPS transport, DNS answered "
+        "from memory; floor: a bare `ssl` client with Nagle off). The other columns are whole "
+        "resolutions. Median mx fetch / floor: nginx "
+        f"{rep.ratio(ratios.get('nginx'))}, Caddy {rep.ratio(ratios.get('caddy'))}."
+        + (f" Peer errors: {pn['peer_errors']}" if pn.get("peer_errors") else ""),
+    ]
+
+
+def startup_section(su: dict[str, Any]) -> list[str]:
+    rows = [
+        [k, rep.ms(v["median_s"]), f"{v['added_s'] * 1e3:+.1f} ms", f"{v['ratio']:.2f}x"]
+        for k, v in su["rows"].items()
+    ]
+    rows.append(
+        ["second and later Resolver() (in-process)", rep.ns(su["second_resolver_s"] * 1e9), "", ""]
+    )
+    return [
+        "",
+        f"## Start-up: fresh interpreters, in turn in one loop ({su['turns']} turns; median)",
+        "",
+        rep.table(["command", "wall", "added to python -c pass", "/ python -c pass"], rows),
+        "",
+        f"A cached `mxresolve resolve` is a resolve of `{su['cached_resolve_name']}`: an IP "
+        "literal, which needs no DNS and no connection (step 1).",
+    ]
+
+
+def rtt_section(rtt: dict[str, Any]) -> tuple[list[str], int | None, int | None]:
+    rows = []
+    over = not_below = 0
+    for scen, r in rtt["scenarios"].items():
+        cells = [
+            f"{r[k]:.2f}" if isinstance(r.get(k), float) else "n/a"
+            for k in ("mx_async", "mx_sync", "synapse", "resolvematrix")
+        ]
+        mx, syn, floor = r.get("mx_async"), r.get("synapse"), r["floor_rtts"]
+        if mx is not None and mx > floor + 1:
+            over += 1
+        if mx is not None and syn is not None and syn > floor + 0.5 and mx >= syn:
+            not_below += 1
+        rows.append([scen, r["what"], str(floor), *cells, "; ".join(r["problems"])[:60]])
+    headers = [
+        "scenario",
+        "what",
+        "floor",
+        "mx async",
+        "mx sync",
+        "Synapse",
+        "resolvematrix",
+        "problems",
+    ]
+    return (
+        [
+            "",
+            "## Round trips: cold latency / RTT through the delaying proxy "
+            f"(RTT {rtt['rtt_ms']:g} ms, median of {rtt['rounds']})",
+            "",
+            rep.table(headers, rows),
+            "",
+            "Floor: one RTT per DNS exchange, TCP connect, TLS 1.3 handshake and HTTP exchange, "
+            "with every independent question asked at once (benchmarks/_rtt.py)."
+            + (f" Peer errors: {rtt['peer_errors']}" if rtt.get("peer_errors") else ""),
+        ],
+        over,
+        not_below,
+    )
+
+
 def build_report(results: dict[str, Any]) -> str:
     """The printed tables; also stores the evaluated goals in ``results["goals"]``."""
     cold = results["cold"]
@@ -505,6 +625,20 @@ def build_report(results: dict[str, Any]) -> str:
     sf = results.get("single_flight", {})
     if sf:
         out += single_flight_section(sf)
+    caddy = results.get("caddy_cold")
+    cmed: dict[str, Any] = caddy["median_s"] if caddy else {}
+    if caddy:
+        out += caddy_cold_section(caddy)
+    pn = results.get("per_name")
+    if pn:
+        out += per_name_section(pn)
+    su = results.get("startup")
+    if su:
+        out += startup_section(su)
+    rtt_over = rtt_not_below = None
+    if results.get("rtt"):
+        lines, rtt_over, rtt_not_below = rtt_section(results["rtt"])
+        out += lines
     mx_cached = results["cached"]["mxresolve"]
     values: dict[str, float | None] = {
         "cold_vs_resolvematrix": _div(med["resolvematrix"], med["mx_async"]),
@@ -516,7 +650,21 @@ def build_report(results: dict[str, Any]) -> str:
         "scale_rss_flat": rss_growth,
         "scale_blocks_flat": blocks_growth,
         "single_flight": float(sf["well_known_fetches"]) if sf else None,
+        "fetch_vs_bare_nginx": pn["fetch_ratio"].get("nginx") if pn else None,
+        "fetch_vs_bare_caddy": pn["fetch_ratio"].get("caddy") if pn else None,
+        "caddy_cold_vs_floor": _div(cmed.get("mx_async"), cmed.get("floor")),
+        "caddy_cold_vs_synapse": _div(cmed.get("synapse"), cmed.get("mx_async")),
+        "caddy_cold_vs_resolvematrix": _div(cmed.get("resolvematrix"), cmed.get("mx_async")),
+        "rtt_over_floor": None if rtt_over is None else float(rtt_over),
+        "rtt_not_below_synapse": None if rtt_not_below is None else float(rtt_not_below),
     }
+    if su:
+        su_rows = su["rows"]
+        resolve_key = next(k for k in su_rows if k.startswith("mxresolve resolve"))
+        values["startup_import_ms"] = su_rows["import mxresolve"]["added_s"] * 1e3
+        values["startup_help_ms"] = su_rows["mxresolve --help"]["added_s"] * 1e3
+        values["startup_resolve_ms"] = su_rows[resolve_key]["added_s"] * 1e3
+        values["second_resolver_us"] = su["second_resolver_s"] * 1e6
     goals = rep.evaluate_goals(values)
     rows = [[g["goal"], g["shown"], g["status"], g["by"]] for g in goals]
     out += ["", "## Goals", "", rep.table(["goal", "measured", "status", "missed by"], rows)]
@@ -553,6 +701,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--single-flight", type=int, default=1_000, help="concurrent calls")
     ap.add_argument("--no-peers", action="store_true", help="skip Synapse and resolvematrix")
     ap.add_argument("--no-scale", action="store_true")
+    ap.add_argument("--no-rtt", action="store_true", help="skip the round-trip table")
+    ap.add_argument("--rtt-ms", type=float, default=50.0, help="RTT of the delaying proxy")
+    ap.add_argument("--rtt-rounds", type=int, default=3)
+    ap.add_argument("--per-name-rounds", type=int, default=7)
+    ap.add_argument("--startup-turns", type=int, default=21)
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     ap.add_argument("--synapse-python", type=Path, default=None)
     ap.add_argument("--resolvematrix-python", type=Path, default=None)
@@ -561,6 +714,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.blocks, args.rounds, args.cached_iterations, args.cached_rounds = 1, 3, 2_000, 2
         args.scale_names, args.scale_rounds, args.tracemalloc_names = 1_000, 3, 300
+        args.rtt_rounds, args.per_name_rounds, args.startup_turns = 1, 2, 5
     for name in (
         "blocks",
         "rounds",
@@ -569,9 +723,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "scale_rounds",
         "concurrency",
         "single_flight",
+        "rtt_rounds",
+        "per_name_rounds",
+        "startup_turns",
     ):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 2.0 <= args.rtt_ms <= 1000.0:
+        ap.error("--rtt-ms must be 2-1000")
     if not 1 <= args.scale_names <= 99_998 or not 0 <= args.tracemalloc_names <= args.scale_names:
         ap.error("--scale-names must be 1-99998 and --tracemalloc-names at most that")
     return args
@@ -579,6 +738,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    _log(enter_private_network())  # before any thread: the worlds' fixed addresses are ours
     t_start = time.monotonic()
     peer_list = [] if args.no_peers else peers(args.synapse_python, args.resolvematrix_python)
     for peer in peer_list:
@@ -617,10 +777,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["single_flight"] = run_single_flight(world, bench_world, args.single_flight)
         _log("single-flight done")
 
+        caddy_names = bench_world.caddy_cold_names()
+        caddy_plan = discover(world, caddy_names)
+        wrong = [p for n, r in caddy_plan.results.items() for p in bench_world.check(n, r)]
+        if wrong:
+            _log("mxresolve resolved some Caddy names wrongly: " + "; ".join(wrong))
+        caddy_cold = Cold(world, bench_world, caddy_names, caddy_plan, peer_list, args.rounds)
+        caddy_cold.run(args.blocks)
+        results["caddy_cold"] = caddy_cold.summary()
+        _log("Caddy cold round done")
+
+        results["per_name"] = per_name(
+            world, bench_world.w, PER_NAME_GROUPS, peer_list, args.per_name_rounds, _log
+        )
+
         if not args.no_scale:
             started = time.monotonic()
             results["scale"] = run_scale(world, args)
             _log(f"scale ({time.monotonic() - started:.1f} s)")
+
+    started = time.monotonic()
+    results["startup"] = startup(args.startup_turns)
+    _log(f"start-up ({time.monotonic() - started:.1f} s)")
+    if not args.no_rtt:
+        started = time.monotonic()
+        results["rtt"] = rtt_measure(bench_world.w, peer_list, args.rtt_ms, args.rtt_rounds, _log)
+        _log(f"round trips ({time.monotonic() - started:.1f} s)")
 
     text = build_report(results)
     results["elapsed_seconds"] = time.monotonic() - t_start
@@ -629,7 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# mxresolve benchmarks\n\n{env['nproc']} CPUs ({env['cpu_model']}), Python "
         f"{env['python']}, {env['openssl']}, mxresolve {env['mxresolve']} from "
         f"{env['mxresolve_path']} (digest {env['mxresolve_digest']}); {env['knotd']}; "
-        f"{env['nginx']}; run took {results['elapsed_seconds']:.0f} s\n"
+        f"{env['nginx']}; {env.get('caddy', 'caddy ?')}; "
+        f"run took {results['elapsed_seconds']:.0f} s\n"
     )
     print(header)
     print(text)

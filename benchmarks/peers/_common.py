@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-MODES = ("resolve", "cold", "cached")
+MODES = ("resolve", "cold", "cached", "cold_each")
 PER_NAME_TIMEOUT_S = 10.0
 DEFAULT_ITERATIONS = 100_000
 DEFAULT_MAX_SECONDS_PER_NAME = 2.0
