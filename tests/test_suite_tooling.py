@@ -36,12 +36,13 @@ schema_module = check._schema  # the very module check.py validates with
 Validator = schema_module.Validator
 SchemaError = schema_module.SchemaError
 SCHEMA: dict[str, Any] = json.loads(
-    (ROOT / "spec-vectors/schema/vectors.v1.schema.json").read_text()
+    (ROOT / "spec-vectors/schema/vectors.v2.schema.json").read_text()
 )
 
 STEP2_QUOTE = (
     "Requests are made to the resolved IP address and given port with a `Host` header of "
-    "the original server name (with port)."
+    "the original server name (with port). The target server must present a valid certificate "
+    "for the hostname."
 )
 BASE_VECTOR: dict[str, Any] = {
     "id": "tooling::base",
@@ -78,14 +79,14 @@ BASE_VECTOR: dict[str, Any] = {
                     }
                 ],
             },
-            "requests": [{"op": "dns", "qname": "example.org.", "qtype": "A"}],
+            "requests": [{"exact": [{"op": "dns", "qname": "example.org.", "qtype": "A"}]}],
         }
     ],
 }
 
 
 def _document(vector: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"format_version": 1, "vectors": [copy.deepcopy(vector or BASE_VECTOR)]}
+    return {"format_version": 2, "vectors": [copy.deepcopy(vector or BASE_VECTOR)]}
 
 
 def _messages(instance: Any, schema: Any = None) -> list[str]:
@@ -111,7 +112,9 @@ def _check_vector(tmp_path: Path, vector: dict[str, Any]) -> list[str]:
 
 @pytest.mark.parametrize("file", VECTOR_FILES, ids=[f.name for f in VECTOR_FILES])
 def test_the_validator_accepts_every_vector_file(file: Path) -> None:
-    assert _messages(json.loads(file.read_text("utf-8"))) == []
+    errors = Validator(SCHEMA).errors(json.loads(file.read_text("utf-8")))
+    # Unknown fields are only warnings (format 2 ignores them); nothing else may be wrong.
+    assert [str(e) for e in errors if not check._only_unknown(e)] == []
 
 
 def test_the_base_vector_is_valid_and_passes_every_rule(tmp_path: Path) -> None:
@@ -352,7 +355,7 @@ def test_interpretations_must_be_declared_and_exist(tmp_path: Path) -> None:
     vector["interpretation"] = "I-01"
     assert _check_vector(tmp_path, vector) == []
     vector["requirement"] = "SHOULD"
-    assert "has interpretation I-01 but requirement SHOULD" in _problem_for(tmp_path, vector)
+    assert "has interpretation I-01 but level SHOULD" in _problem_for(tmp_path, vector)
 
 
 def test_interpretation_ids_come_from_the_interpretations_page(tmp_path: Path) -> None:
@@ -388,12 +391,22 @@ def test_features_match_what_the_vector_does(tmp_path: Path) -> None:
          "tls_server_name": "2001:db8::1", "sni": None}
     ]}  # fmt: skip
     del ipv6["steps"][0]["requests"]
+    ipv6["features"] = []
     assert "feature 'ipv6'" in _problem_for(tmp_path, ipv6)
+    # ipv6 means an IPv6 literal, not AAAA answers.
+    aaaa = copy.deepcopy(BASE_VECTOR)
+    aaaa["features"] += ["ipv6"]
+    aaaa["world"]["dns"]["example.org."] = {"AAAA": {"records": ["2001:db8::1"]}}
+    aaaa["steps"][0]["expect"]["targets"][0]["addresses"] = ["2001:db8::1"]
+    aaaa["steps"][0]["requests"] = []
+    assert "declares 'ipv6' without an IPv6 literal" in _problem_for(tmp_path, aaaa)
 
     addresses = copy.deepcopy(BASE_VECTOR)
     addresses["features"] = []
     assert "'address-level'" in _problem_for(tmp_path, addresses)
     del addresses["steps"][0]["expect"]["targets"][0]["addresses"]
+    assert "'address-level'" in _problem_for(tmp_path, addresses)  # the A query is compared
+    addresses["steps"][0]["requests"] = [{"excludes": [{"op": "dns", "qname": "example.org."}]}]
     assert _check_vector(tmp_path, addresses) == []
 
     legacy = copy.deepcopy(BASE_VECTOR)
@@ -401,7 +414,7 @@ def test_features_match_what_the_vector_does(tmp_path: Path) -> None:
     assert "deprecated-matrix-srv" in _problem_for(tmp_path, legacy)
     legacy = copy.deepcopy(BASE_VECTOR)
     legacy["steps"][0]["requests"].append(
-        {"op": "dns", "qname": "_matrix._tcp.Example.org.", "qtype": "SRV"}
+        {"excludes": [{"op": "dns", "qname": "_matrix._tcp.Example.org.", "qtype": "SRV"}]}
     )
     assert "deprecated-matrix-srv" in _problem_for(tmp_path, legacy)
 
@@ -459,6 +472,8 @@ def test_patched_worlds_stay_valid(tmp_path: Path) -> None:
 def test_documentation_addresses_only(tmp_path: Path, address: str, allowed: bool) -> None:
     vector = copy.deepcopy(BASE_VECTOR)
     family = "AAAA" if ":" in address else "A"
+    if family == "AAAA":
+        vector["features"] += ["ipv6"]  # an IPv6 literal in a delegation
     vector["world"]["https"] = {
         "https://example.org/.well-known/matrix/server": {
             "body": json.dumps({"m.server": f"[{address}]" if family == "AAAA" else address})
@@ -481,5 +496,66 @@ def test_check_py_passes_on_the_real_suite() -> None:
     lines = run.stdout.splitlines()
     assert lines
     assert lines[-1].startswith("check: ")
-    assert lines[-1].endswith(" 0 problems"), run.stdout
+    assert " 0 problems" in lines[-1], run.stdout
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_levels_say_what_the_spec_says(tmp_path: Path) -> None:
+    both = copy.deepcopy(BASE_VECTOR)
+    both["world"]["dns"]["example.org."]["AAAA"] = {"records": ["2001:db8::1"]}
+    both["steps"][0]["expect"]["targets"][0]["addresses"] = ["2001:db8::1", "192.0.2.1"]
+    del both["steps"][0]["requests"]
+    assert "'an IP address'" in _problem_for(tmp_path, both)
+    both["steps"][0]["expect"]["addresses_level"] = {
+        "level": "INTERPRETATION",
+        "interpretation": "I-23",
+    }
+    assert _check_vector(tmp_path, both) == []
+
+    exact = copy.deepcopy(BASE_VECTOR)
+    exact["steps"][0]["requests"] = [
+        {"exact": [
+            {"op": "dns", "qname": "example.org.", "qtype": "AAAA"},
+            {"op": "dns", "qname": "example.org.", "qtype": "A"},
+        ]}
+    ]  # fmt: skip
+    assert "'AAAA or A'" in _problem_for(tmp_path, exact)
+    exact["steps"][0]["requests"][0] |= {"level": "INTERPRETATION", "interpretation": "I-23"}
+    assert _check_vector(tmp_path, exact) == []
+    exact["steps"][0]["requests"][0]["interpretation"] = "I-99"
+    assert "interpretation I-99 is not in" in _problem_for(tmp_path, exact)
+
+    unfounded = copy.deepcopy(BASE_VECTOR)
+    unfounded["spec"]["citations"][0]["quote"] = STEP2_QUOTE.split(" The target")[0]
+    assert "no citation says 'must'" in _problem_for(tmp_path, unfounded)
+
+
+def test_catalogue_ids_are_not_descriptions(tmp_path: Path) -> None:
+    vector = copy.deepcopy(BASE_VECTOR)
+    vector["description"] = "Scenario R-36: a redirect loop is detected."
+    assert "private catalogue id" in _problem_for(tmp_path, vector)
+
+
+def test_unknown_things_are_warnings(tmp_path: Path) -> None:
+    vector = copy.deepcopy(BASE_VECTOR)
+    vector["x-origin"] = "another suite"
+    vector["features"] += ["some-later-feature"]
+    vector["world"]["dns"]["example.org."]["TXT"] = {"records": ["hello"]}
+    vector["world"]["https"] = {"http://example.org/x": {"status": 200}}
+    file = tmp_path / "vectors.json"
+    file.write_text(json.dumps(_document(vector)), encoding="utf-8")
+    report = check.Checker(display_root=tmp_path).run([file])
+    assert report.problems == []
+    warnings = "\n".join(str(w) for w in report.warnings)
+    for word in ("x-origin", "some-later-feature", "TXT", "http://example.org/x"):
+        assert word in warnings
+
+
+def test_format_1_files_are_checked_as_upgraded(tmp_path: Path) -> None:
+    vector = copy.deepcopy(BASE_VECTOR)
+    vector["steps"][0]["requests"] = [{"op": "dns", "qname": "example.org.", "qtype": "A"}]
+    file = tmp_path / "vectors.json"
+    file.write_text(json.dumps({"format_version": 1, "vectors": [vector]}), encoding="utf-8")
+    report = check.Checker(display_root=tmp_path).run([file])
+    assert report.problems == []
+    assert any("v1_to_v2.py" in str(w) for w in report.warnings)

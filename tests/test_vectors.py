@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from pathlib import Path
+
 import pytest
 
 from mxresolve import Step
-from mxresolve._tools.vectors import Vector, load_vectors, run_vector
+from mxresolve._tools.conformance.harness import run_harness
+from mxresolve._tools.conformance.judge import judge_step
+from mxresolve._tools.vectors import FEATURES, Vector, load_vectors, run_vector
 
 VECTORS = load_vectors()
 
@@ -26,6 +32,7 @@ def test_vector(vector: Vector) -> None:
     result = run_vector(vector)
     failures = [f"{s.name}: {f}" for s in result.steps for f in s.failures]
     assert not failures, "\n".join(failures)
+    assert not [s.name for s in result.steps if s.alternative], "mxresolve takes the main reading"
 
 
 def test_results_do_not_depend_on_the_srv_random_source() -> None:
@@ -33,3 +40,99 @@ def test_results_do_not_depend_on_the_srv_random_source() -> None:
     for seed in range(1, 6):
         failing = [v.id for v in VECTORS if not run_vector(v, seed=seed).passed]
         assert not failing, f"seed {seed}: {failing}"
+
+
+# --- format 2: narrowing, alternatives, endpoints, and the harness protocol --------------
+
+BY_ID = {v.id: v for v in VECTORS}
+
+
+def test_without_address_level_addresses_are_narrowed_not_skipped() -> None:
+    without = FEATURES - {"address-level", "address-lookup"}
+    results = [run_vector(v, features=without) for v in VECTORS]
+    skipped = [r for r in results if r.verdict == "skip"]
+    must = [r for r in results if r.vector.requirement == "MUST"]
+    assert all(r.verdict != "skip" for r in must)
+    assert all("address-lookup" in r.vector.features for r in skipped)
+    # A resolver that returns no addresses and asks no A/AAAA passes once narrowed...
+    vector = BY_ID["example::step-4"]
+    step = vector.steps[0]
+    observed = run_vector(vector).steps[0].observed
+    host_level = {
+        "outcome": {
+            "targets": [
+                {k: v for k, v in t.items() if k != "addresses"}
+                for t in observed["outcome"]["targets"]
+            ]
+        },
+        "step": "4",
+        "requests": [r for r in observed["requests"] if r.get("qtype") not in ("A", "AAAA")],
+    }
+    assert not judge_step(step, host_level, vector.level, narrow=True).failures
+    # ...and fails where addresses are compared.
+    assert judge_step(step, host_level, vector.level, narrow=False).failures
+
+
+def test_labels_name_the_interpretation_that_failed() -> None:
+    vector = BY_ID["example::step-4"]
+    observed = run_vector(vector).steps[0].observed
+    first_only = {**observed, "outcome": {"targets": observed["outcome"]["targets"][:1]}}
+    failures = judge_step(vector.steps[0], first_only, vector.level, narrow=False).failures
+    assert [(f.level, f.interpretation) for f in failures] == [("INTERPRETATION", "I-22")]
+
+
+def test_a_named_alternative_reading_passes_as_such() -> None:
+    vector = BY_ID["step4::servfail-as-absent-then-step-6"]
+    failing = {"outcome": {"error": "dns_failure"}, "step": "4", "requests": [
+        {"op": "https_get", "url": "https://example.org/.well-known/matrix/server"},
+        {"op": "dns", "qname": "_matrix-fed._tcp.example.org.", "qtype": "SRV"},
+    ]}  # fmt: skip
+    verdict = judge_step(vector.steps[0], failing, vector.level, narrow=False)
+    assert verdict.failures == ()
+    assert verdict.alternative == "srv-failure-fails"
+    assert judge_step(
+        vector.steps[0], {**failing, "step": "5"}, vector.level, narrow=False
+    ).failures
+
+
+@pytest.mark.parametrize("vid", [v.id for v in VECTORS if v.id.startswith("endpoints::")])
+def test_endpoint_vectors_depend_on_their_endpoints(vid: str) -> None:
+    vector = BY_ID[vid]
+    assert vector.endpoints
+    if vid.endswith("-valid"):  # a valid certificate changes nothing
+        return
+    without = dataclasses.replace(vector, endpoints={})
+    assert not run_vector(without).passed
+
+
+def test_the_harness_protocol_gives_the_in_process_results() -> None:
+    command = [sys.executable, "-m", "mxresolve._tools.conformance.adapter"]
+    results, implementation = run_harness(command, VECTORS)
+    assert implementation["name"] == "mxresolve"
+    verdicts = {r.vector.id: r.verdict for r in results}
+    assert verdicts == {v.id: run_vector(v).verdict for v in VECTORS}
+    assert set(verdicts.values()) == {"pass"}
+
+
+def test_a_failing_adapter_is_reported_per_vector(tmp_path: Path) -> None:
+    # An adapter that answers every resolution with the same wrong error.
+    script = tmp_path / "adapter.py"
+    script.write_text(
+        "import json, sys\n"
+        "for line in sys.stdin:\n"
+        "    m = json.loads(line)\n"
+        "    c = m['cmd']\n"
+        "    if c == 'hello':\n"
+        "        r = {'protocol': 1, 'implementation': {'name': 'x'}, 'features': []}\n"
+        "    elif c == 'resolve':\n"
+        "        r = {'result': {'error': 'deadline_exceeded'}}\n"
+        "    elif c == 'quit':\n"
+        "        break\n"
+        "    else:\n"
+        "        r = {'ok': True}\n"
+        "    print(json.dumps(r), flush=True)\n"
+    )
+    chosen = [BY_ID["example::step-2"], BY_ID["well-known-cache::cached-until-max-age"]]
+    results, _ = run_harness([sys.executable, str(script)], chosen)
+    assert [r.verdict for r in results] == ["fail", "skip"]
+    assert results[0].failure_level == "MUST"

@@ -29,16 +29,15 @@ from typing import Any
 TOOLS = Path(__file__).resolve().parent
 SUITE = TOOLS.parent
 ROOT = SUITE.parent
-SCHEMA = SUITE / "schema" / "vectors.v1.schema.json"
+SCHEMA = SUITE / "schema" / "vectors.v2.schema.json"
 SNAPSHOTS = TOOLS / "spec-snapshots"
 
 
-def _load_schema_module() -> ModuleType:
+def _load_tool(name: str, file: str) -> ModuleType:
     # tools/ is not a package, and this file also runs as a script: load by path.
-    name = "_spec_vectors_schema"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TOOLS / "_schema.py")
+    spec = importlib.util.spec_from_file_location(name, TOOLS / file)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -47,11 +46,18 @@ def _load_schema_module() -> ModuleType:
     return module
 
 
-_schema = _load_schema_module()
+_schema = _load_tool("_spec_vectors_schema", "_schema.py")
+_v1_to_v2 = _load_tool("_spec_vectors_v1_to_v2", "v1_to_v2.py")
 
 Location = tuple[str | int, ...]
 
 _FORBIDDEN_WORDS = re.compile(r"\bshould\b|\btest\s+that\b", re.IGNORECASE)
+# Ids of a private catalogue ("Scenario R-36", "P-18") mean nothing to a reader of the suite.
+_CATALOGUE_ID = re.compile(r"\bScenario\b|\b(?!I-)[A-Z]{1,2}-[0-9]{1,3}\b")
+_MUST_WORDS = re.compile(r"\bmust\b|\brequired\b|\bfollowing grammar\b", re.IGNORECASE)
+_ADDRESS_TYPES = frozenset({"A", "AAAA"})
+_SRV_STEPS = frozenset({"3.3", "3.4", "4", "5"})
+_LEVELS = ("MUST", "SHOULD", "INTERPRETATION")
 _SHORTCODE = re.compile(r"\{\{[%<].*?[%>]\}\}", re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _IPV4_TOKEN = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
@@ -79,9 +85,13 @@ class Report:
     files: int = 0
     vectors: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"check: {self.vectors} vectors in {self.files} files, {len(self.problems)} problems"
+        return (
+            f"check: {self.vectors} vectors in {self.files} files, {len(self.problems)} problems"
+            + (f", {len(self.warnings)} warnings" if self.warnings else "")
+        )
 
 
 # --- reading JSON ---------------------------------------------------------------------
@@ -211,6 +221,38 @@ def _targets(expect: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from item.get("any_order", [item])
 
 
+def _expectations(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for step in steps:
+        yield step
+        yield from step.get("alternatives", ())
+
+
+def _patterns(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every request pattern in the request assertions of the steps and alternatives."""
+    for expectation in _expectations(steps):
+        for assertion in expectation.get("requests", ()):
+            for key in ("exact", "includes", "excludes", "in_order"):
+                yield from assertion.get(key, ())
+            if "count" in assertion:
+                yield assertion["count"]["request"]
+
+
+def _is_address_query(pattern: dict[str, Any]) -> bool:
+    qtype = pattern.get("qtype")
+    types = set(qtype) if isinstance(qtype, list) else {qtype}
+    return pattern.get("op") == "dns" and types <= _ADDRESS_TYPES
+
+
+def _only_unknown(error: Any) -> bool:
+    """A schema error that only says something is unknown: loaders ignore it, with a warning."""
+    message = error.message
+    if message.startswith("unexpected property"):
+        return True
+    if "features" in error.location and "is not one of" in message:
+        return True
+    return "https" in error.location and message.startswith("property name:")
+
+
 def _strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -278,7 +320,7 @@ class Checker:
                 files.append(path)
         for file in files:
             report.files += 1
-            report.vectors += self.check_file(file, report.problems)
+            report.vectors += self.check_file(file, report.problems, report.warnings)
         return report
 
     def _display(self, file: Path) -> str:
@@ -287,14 +329,26 @@ class Checker:
         except ValueError:
             return str(file)
 
-    def check_file(self, file: Path, problems: list[Problem]) -> int:
-        """Add ``file``'s problems to ``problems``; return how many vectors it holds."""
+    def check_file(
+        self, file: Path, problems: list[Problem], warnings: list[Problem] | None = None
+    ) -> int:
+        """Add ``file``'s problems to ``problems``; return how many vectors it holds.
+
+        Unknown fields, features, record types and non-https URLs are warnings: loaders
+        ignore them (format 2), so they never make a file unreadable.
+        """
+        warnings = warnings if warnings is not None else []
         name = self._display(file)
         try:
             document = parse_json(file.read_bytes())
         except (OSError, JsonError) as exc:
             problems.append(Problem(name, None, str(exc)))
             return 0
+        if isinstance(document, dict) and document.get("format_version") == 1:
+            warnings.append(
+                Problem(name, None, "format_version 1: checked as upgraded; run tools/v1_to_v2.py")
+            )
+            document = _v1_to_v2.upgrade_document(document)
         raw_vectors = document.get("vectors") if isinstance(document, dict) else None
         vectors = raw_vectors if isinstance(raw_vectors, list) else []
 
@@ -311,6 +365,9 @@ class Checker:
         broken: set[int] = set()
         whole_file = False
         for error in self.validator.errors(document):
+            if _only_unknown(error):
+                warnings.append(Problem(name, label(error.location), f"ignored: {error}"))
+                continue
             problems.append(Problem(name, label(error.location), str(error)))
             if label(error.location) is None:
                 whole_file = True
@@ -337,17 +394,11 @@ class Checker:
 
         if _FORBIDDEN_WORDS.search(vector["description"]):
             yield "the description says 'should' or 'test that'; state what happens instead"
+        if _CATALOGUE_ID.search(vector["description"]):
+            yield "the description cites a private catalogue id; say in words what is tested"
 
         yield from self._check_citations(vector["spec"])
-
-        interpretation = vector.get("interpretation")
-        if vector["requirement"] == "INTERPRETATION" and interpretation is None:
-            yield "requirement INTERPRETATION needs an 'interpretation' id"
-        if interpretation is not None:
-            if vector["requirement"] != "INTERPRETATION":
-                yield f"has interpretation {interpretation} but requirement {vector['requirement']}"
-            if self.interpretations is not None and interpretation not in self.interpretations[1]:
-                yield f"interpretation {interpretation} is not in {self.interpretations[0]}"
+        yield from self._check_levels(vector)
 
         # --- declared features match what the vector does ---
         if vector.get("settings") and "settings" not in features:
@@ -357,25 +408,43 @@ class Checker:
             "dns-cache",
         }:
             yield "resolves at different times but declares neither well-known-cache nor dns-cache"
-        ipv6 = any(_is_ipv6_literal_server_name(step["resolve"]) for step in steps) or any(
-            isinstance(_ip(target["host"]), ipaddress.IPv6Address)
-            for step in steps
-            for target in _targets(step["expect"])
-        )
+        ipv6 = _v1_to_v2.has_ipv6_literal(vector)
         if ipv6 and "ipv6" not in features:
             yield "uses an IPv6 literal but does not declare the feature 'ipv6'"
+        if "ipv6" in features and not ipv6:
+            yield (
+                "declares 'ipv6' without an IPv6 literal (in a server name, a target or a "
+                "delegation); AAAA answers alone do not need it"
+            )
         # An IP literal's address is the literal itself; others come from DNS.
-        looked_up = any(
+        compares_addresses = any(
             "addresses" in target and _ip(target["host"]) is None
-            for step in steps
+            for step in _expectations(steps)
             for target in _targets(step["expect"])
+        ) or any(_is_address_query(p) for p in _patterns(steps))
+        if compares_addresses and "address-level" not in features:
+            yield (
+                "compares addresses or A/AAAA queries of a DNS name but does not declare "
+                "'address-level'"
+            )
+        if "address-level" in features and not compares_addresses:
+            yield "declares 'address-level' but compares no address and no A/AAAA query"
+        if _v1_to_v2.needs_address_lookup(steps) and "address-lookup" not in features:
+            yield "expects an error only an address lookup gives but lacks 'address-lookup'"
+        endpoints = "endpoints" in vector.get("world", {}) or any(
+            "endpoints" in (step.get("world_patch") or {}) for step in steps
         )
-        if looked_up and "address-level" not in features:
-            yield "expects the addresses of a DNS name but does not declare 'address-level'"
+        if endpoints != ("endpoints" in features):
+            yield "'endpoints' is declared exactly when the world has endpoints"
+        for step in steps:
+            for assertion in step.get("cache", ()):
+                wanted = "well-known-cache" if "well_known" in assertion else "dns-cache"
+                if wanted not in features:
+                    yield f"has a cache assertion but does not declare {wanted!r}"
         legacy_names = [*vector.get("world", {}).get("dns", {})]
         for step in steps:
             legacy_names.extend(step.get("world_patch", {}).get("dns", None) or {})
-            legacy_names.extend(r["qname"] for r in step.get("requests", ()) if r["op"] == "dns")
+        legacy_names.extend(p["qname"] for p in _patterns(steps) if p["op"] == "dns")
         if (
             any(isinstance(n, str) and n.lower().startswith("_matrix._tcp.") for n in legacy_names)
             and "deprecated-matrix-srv" not in features
@@ -391,6 +460,13 @@ class Checker:
             if step_name in names:
                 yield f"two steps are named {step_name!r}"
             names.add(step_name)
+            alternatives = [a["name"] for a in step.get("alternatives", ())]
+            if len(set(alternatives)) != len(alternatives):
+                yield f"step {step_name!r}: two alternatives have the same name"
+            for assertion in step.get("requests", ()):
+                for pattern in assertion.get("exact", ()):
+                    if pattern["op"] == "dns" and not isinstance(pattern.get("qtype"), str):
+                        yield f"step {step_name!r}: 'exact' requests need one qtype each"
             at = step.get("at", 0)
             if at < last_at:
                 yield f"step {step_name!r}: 'at' goes back from {last_at:g} to {at:g}"
@@ -398,12 +474,14 @@ class Checker:
             if "world_patch" in step:
                 world = merge_patch(world, step["world_patch"])
                 for error in self.world_validator.errors(world):
-                    yield f"step {step_name!r}: the patched world is invalid: {error}"
+                    if not _only_unknown(error):
+                        yield f"step {step_name!r}: the patched world is invalid: {error}"
             zones = {str(n).lower() for n in (world.get("dns") or {})}
-            for target in _targets(step["expect"]):
-                host = target["host"]
-                if _ip(host) is None and host.lower().rstrip(".") + "." not in zones:
-                    yield f"step {step_name!r}: target host {host!r} is not in world.dns"
+            for expectation in [step, *step.get("alternatives", ())]:
+                for target in _targets(expectation["expect"]):
+                    host = target["host"]
+                    if _ip(host) is None and host.lower().rstrip(".") + "." not in zones:
+                        yield f"step {step_name!r}: target host {host!r} is not in world.dns"
 
         # --- documentation addresses only ---
         if "ip-policy" not in features:
@@ -414,6 +492,7 @@ class Checker:
                     step["resolve"],
                     step["expect"],
                     step.get("requests", []),
+                    step.get("alternatives", []),
                 ]
             seen: set[str] = set()
             for text in _strings(places):
@@ -426,6 +505,87 @@ class Checker:
                             "other addresses need the feature 'ip-policy'"
                         )
 
+    def _check_levels(self, vector: dict[str, Any]) -> Iterator[str]:
+        """MUST only where the spec says must; every interpretation named, and known."""
+        quotes = " ".join(c["quote"] for c in vector["spec"]["citations"])
+        if vector["requirement"] == "MUST" and not _MUST_WORDS.search(quotes):
+            yield "requirement MUST, but no citation says 'must', 'required' or gives the grammar"
+        labelled = [("the vector", vector.get("requirement"), vector.get("interpretation"))]
+        for index, step in enumerate(vector["steps"]):
+            where = f"step {step.get('name', f'step-{index}')!r}"
+            step_level = step.get("level", vector["requirement"])
+            labelled.append((where, step.get("level"), step.get("interpretation")))
+            for expectation in [step, *step.get("alternatives", ())]:
+                expect = expectation["expect"]
+                level = expectation.get("level", step_level)
+                if "addresses_level" in expect:
+                    al = expect["addresses_level"]
+                    labelled.append(
+                        (f"{where} addresses_level", al["level"], al.get("interpretation"))
+                    )
+                strong = level in ("MUST", "SHOULD")
+                list_level = level
+                if "targets_level" in expect:
+                    tl = expect["targets_level"]
+                    labelled.append(
+                        (f"{where} targets_level", tl["level"], tl.get("interpretation"))
+                    )
+                    list_level = tl["level"]
+                several = len(list(_targets(expect))) > 1
+                if list_level != "INTERPRETATION" and expect.get("step") in _SRV_STEPS and several:
+                    yield (
+                        f"{where}: several SRV targets in order at {level}; the spec says "
+                        "'an SRV record' (give targets_level INTERPRETATION I-22)"
+                    )
+                if (
+                    strong
+                    and "addresses_level" not in expect
+                    and any(
+                        len(t.get("addresses", ())) > 1 and _ip(t["host"]) is None
+                        for t in _targets(expect)
+                    )
+                ):
+                    yield (
+                        f"{where}: several addresses compared at {level}; the spec says 'an IP "
+                        "address' (give addresses_level INTERPRETATION I-23)"
+                    )
+            for assertion in step.get("requests", ()):
+                labelled.append(
+                    (
+                        f"{where} request assertion",
+                        assertion.get("level"),
+                        assertion.get("interpretation"),
+                    )
+                )
+                level = assertion.get("level", step_level)
+                exact = assertion.get("exact", ())
+                asks = {p.get("qtype") for p in exact if p["op"] == "dns"}
+                if level != "INTERPRETATION" and asks >= _ADDRESS_TYPES:
+                    yield (
+                        f"{where}: an exact request list with AAAA and A at {level}; the spec says "
+                        "'AAAA or A' (label it INTERPRETATION I-23)"
+                    )
+            for assertion in step.get("cache", ()):
+                labelled.append(
+                    (
+                        f"{where} cache assertion",
+                        assertion.get("level"),
+                        assertion.get("interpretation"),
+                    )
+                )
+        for where, level, interpretation in labelled:
+            if level == "INTERPRETATION" and interpretation is None:
+                yield f"{where}: level INTERPRETATION needs an 'interpretation' id"
+            if interpretation is not None:
+                if level != "INTERPRETATION":
+                    yield f"{where}: has interpretation {interpretation} but level {level}"
+                if (
+                    self.interpretations is not None
+                    and interpretation not in self.interpretations[1]
+                ):
+                    known = self.interpretations[0]
+                    yield f"{where}: interpretation {interpretation} is not in {known}"
+
     def _check_citations(self, spec: dict[str, Any]) -> Iterator[str]:
         version = spec["cited_version"]
         text = self._spec_text(version)
@@ -433,6 +593,11 @@ class Checker:
             yield f"no pinned spec text for cited_version {version} (tools/spec-snapshots/)"
             return
         for index, citation in enumerate(spec["citations"]):
+            if "document" in citation:
+                # Another document (RFC 2782, 9111, ...): no pinned text to check against here.
+                if citation["document"].startswith("RFC ") and "url" not in citation:
+                    yield f"citations[{index}]: an RFC citation needs its 'url'"
+                continue
             if not quote_found(citation["quote"], text):
                 shown = normalise(citation["quote"])
                 shown = shown if len(shown) <= 80 else shown[:77] + "..."
@@ -458,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
         return 1
     report = Checker().run(paths)
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     for problem in report.problems:
         print(problem)
     print(report.summary())

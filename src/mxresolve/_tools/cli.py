@@ -10,9 +10,18 @@
     Check everything a remote homeserver meets, and say how to fix what is
     wrong (docs/doctor.md). Exit 0 if federation works, 1 if it fails.
 
-``mxresolve vectors run [PATH ...] [--json] [--explain ID]``
+``mxresolve vectors run [PATH ...] [--json] [--explain ID ...] [--harness CMD ...]
+[--deviations FILE]``
     Run spec-vectors (the bundled ones by default): one line per vector, then
-    ``N passed, M failed``; exit 1 if any failed.
+    the counts; exit 1 if any failed. ``--harness`` runs them against an adapter
+    speaking the harness protocol (docs/harness.md) instead of in-process.
+
+``mxresolve vectors serve VECTOR_ID [--record FILE] [--run CMD ...]``
+    Stand a single-step vector's world up as real servers (Knot DNS, nginx, a
+    throwaway CA) for a homeserver to resolve; record what reached them.
+
+``mxresolve vectors check VECTOR_ID RECORD.json [--json]``
+    Judge a record of ``vectors serve`` against the vector.
 
 Exit statuses: 0 success, 1 failure (a vector failed, a resolution failed),
 2 invalid input (bad arguments, a malformed vector file, an invalid server name).
@@ -21,17 +30,22 @@ Exit statuses: 0 success, 1 failure (a vector failed, a resolution failed),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import textwrap
+import time
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
 # needs no network does not pay for the rest (docs/performance.md, start-up).
 if TYPE_CHECKING:
     from .._core.events import Resolution, ResolutionFailure
-    from .vectors import Vector
+    from .vectors import Vector, VectorResult
 
 __all__ = ["main"]
 
@@ -87,7 +101,45 @@ def _parser() -> argparse.ArgumentParser:
     run = vector_commands.add_parser("run", help="run vectors (default: the bundled set)")
     run.add_argument("paths", nargs="*", metavar="PATH", help="vector files or folders")
     run.add_argument("--json", action="store_true", help="print machine-readable results")
-    run.add_argument("--explain", metavar="ID", help="print one vector's trace, step by step")
+    run.add_argument(
+        "--explain", metavar="ID", nargs="+", help="print these vectors' traces, step by step"
+    )
+    run.add_argument(
+        "--harness",
+        metavar="CMD",
+        nargs=argparse.REMAINDER,
+        help="run an adapter speaking the harness protocol (docs/harness.md); must come last",
+    )
+    run.add_argument(
+        "--deviations",
+        metavar="FILE",
+        help='expected deviations: {"deviations": [{"id", "justification"}]}',
+    )
+    serve = vector_commands.add_parser(
+        "serve", help="stand a single-step vector's world up as real servers (black-box mode)"
+    )
+    serve.add_argument("vector_id", metavar="VECTOR_ID")
+    serve.add_argument("--vectors", action="append", metavar="PATH", help="vector files")
+    serve.add_argument(
+        "--record", metavar="FILE", help="where to write what the servers saw (default: stdout)"
+    )
+    serve.add_argument(
+        "--seconds", type=float, default=600.0, help="how long to serve without --run (600)"
+    )
+    serve.add_argument(
+        "--run",
+        metavar="CMD",
+        nargs=argparse.REMAINDER,
+        help="run this inside the world (env MXRESOLVE_VECTOR_NAMESERVER, _CAFILE, "
+        "_SERVER_NAME), then stop; must come last",
+    )
+    check = vector_commands.add_parser(
+        "check", help="judge what a homeserver did in a served world (black-box mode)"
+    )
+    check.add_argument("vector_id", metavar="VECTOR_ID")
+    check.add_argument("record", metavar="RECORD.json", help="what `vectors serve` recorded")
+    check.add_argument("--vectors", action="append", metavar="PATH", help="vector files")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -108,11 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import doctor
 
             return doctor.run(args)
-    except BrokenPipeError:  # e.g. `mxresolve resolve x | head`: not an error
-        sys.stderr.close()
+        if args.command == "vectors" and args.vectors_command == "serve":
+            return _vectors_serve(args)
+        if args.command == "vectors" and args.vectors_command == "check":
+            return _vectors_check(args)
+        if args.command == "vectors":
+            return _vectors_run(args)
+    except BrokenPipeError:  # e.g. `mxresolve vectors run | head`: not an error
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
-    if args.command == "vectors":
-        return _vectors_run(args.paths, as_json=args.json, explain=args.explain)
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees this
 
 
@@ -193,40 +251,159 @@ def _recovered(result: Resolution | ResolutionFailure) -> str:
     )
 
 
-def _vectors_run(paths: list[str], *, as_json: bool, explain: str | None) -> int:
+def _vectors_run(args: argparse.Namespace) -> int:
+    from .conformance.deviations import DeviationsError, apply_deviation, load_deviations
+    from .conformance.harness import MXRESOLVE_IMPLEMENTATION, HarnessError, run_harness
     from .vectors import VectorFormatError, load_vectors, run_vector
 
     try:
-        vectors = load_vectors(paths)
-    except VectorFormatError as exc:
+        vectors = load_vectors(args.paths)
+        deviations = load_deviations(args.deviations) if args.deviations else {}
+    except (VectorFormatError, DeviationsError) as exc:
         print(f"mxresolve: {exc}", file=sys.stderr)
         return 2
-    if explain is not None:
-        chosen = [v for v in vectors if v.id == explain]
-        if not chosen:
-            print(f"mxresolve: no vector with id {explain!r}", file=sys.stderr)
+    if args.explain:
+        by_id = {v.id: v for v in vectors}
+        unknown = [i for i in args.explain if i not in by_id]
+        if unknown:
+            print(f"mxresolve: no vector with id {', '.join(map(repr, unknown))}", file=sys.stderr)
             return 2
-        return _explain(chosen[0])
-
-    results = [run_vector(v) for v in vectors]
-    passed = sum(r.passed for r in results)
-    failed = len(results) - passed
-    if as_json:
+        vectors = [by_id[i] for i in args.explain]
+    for warning in sorted({w for v in vectors for w in v.warnings}):
+        print(f"mxresolve: warning: {warning}", file=sys.stderr)
+    if args.explain:
+        statuses = [_explain(by_id[i]) for i in args.explain]
+        return max(statuses)
+    if args.harness is not None:
+        if not args.harness:
+            print("mxresolve: --harness needs a command", file=sys.stderr)
+            return 2
+        try:
+            results, implementation = run_harness(args.harness, vectors)
+        except HarnessError as exc:
+            print(f"mxresolve: {exc}", file=sys.stderr)
+            return 2
+    else:
+        results, implementation = [run_vector(v) for v in vectors], MXRESOLVE_IMPLEMENTATION
+    results = [apply_deviation(r, deviations) for r in results]
+    counts = Counter(r.verdict for r in results)
+    if args.json:
         json.dump(
-            {"results": [r.to_json() for r in results], "passed": passed, "failed": failed},
+            {
+                "implementation": implementation,
+                "results": [r.to_json() for r in results],
+                "passed": counts["pass"],
+                "alternative": counts["alternative"],
+                "failed": counts["fail"],
+                "deviations": counts["deviation"],
+                "skipped": counts["skip"],
+            },
             sys.stdout,
             indent=2,
         )
         print()
     else:
         for r in results:
-            decided = ",".join(sorted({s.decided_step or "-" for s in r.steps}))
-            print(f"{'PASS' if r.passed else 'FAIL'}  {r.vector.id}  (step {decided})")
+            print(_summary_line(r))
             for s in r.steps:
                 for failure in s.failures:
                     print(f"        {s.name}: {failure}")
-        print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+        print(
+            f"{counts['pass']} passed, {counts['alternative']} alternative, "
+            f"{counts['fail']} failed, {counts['deviation']} expected deviations, "
+            f"{counts['skip']} skipped"
+        )
+    return 0 if counts["fail"] == 0 else 1
+
+
+def _one_vector(paths: list[str] | None, vector_id: str) -> Vector | None:
+    from .vectors import VectorFormatError, load_vectors
+
+    try:
+        vectors = load_vectors(paths or ())
+    except VectorFormatError as exc:
+        print(f"mxresolve: {exc}", file=sys.stderr)
+        return None
+    chosen = next((v for v in vectors if v.id == vector_id), None)
+    if chosen is None:
+        print(f"mxresolve: no vector with id {vector_id!r}", file=sys.stderr)
+    return chosen
+
+
+def _vectors_serve(args: argparse.Namespace) -> int:
+    from .conformance import netns, serve
+
+    vector = _one_vector(args.vectors, args.vector_id)
+    if vector is None:
+        return 2
+    private = netns.enter_private_network()
+    try:
+        with serve.serving(vector) as world:
+            description = world.description()
+            description["private_network"] = private
+            if private:
+                description["join"] = (
+                    f"nsenter --net=/proc/{os.getpid()}/ns/net -- YOUR-HOMESERVER-COMMAND"
+                )
+            print(json.dumps(description, indent=2), file=sys.stderr, flush=True)
+            if args.run:
+                status = serve.run_inside(args.run, world, timeout=args.seconds)
+                print(f"mxresolve: {args.run[0]} exited with status {status}", file=sys.stderr)
+            else:
+                with contextlib.suppress(KeyboardInterrupt):
+                    time.sleep(args.seconds)
+            record = json.dumps(world.observations(), indent=2) + "\n"
+    except serve.ServeError as exc:
+        print(f"mxresolve: {exc}", file=sys.stderr)
+        return 2
+    if args.record:
+        Path(args.record).write_text(record, encoding="utf-8")
+    else:
+        sys.stdout.write(record)
+    return 0
+
+
+def _vectors_check(args: argparse.Namespace) -> int:
+    from .conformance.judge import judge_step
+    from .conformance.serve import observations_to_result
+
+    vector = _one_vector(args.vectors, args.vector_id)
+    if vector is None:
+        return 2
+    try:
+        observed = json.loads(Path(args.record).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"mxresolve: {args.record}: {exc}", file=sys.stderr)
+        return 2
+    if observed.get("vector") not in (None, vector.id):
+        print(f"mxresolve: {args.record} was recorded for {observed['vector']}", file=sys.stderr)
+        return 2
+    step, observation = observations_to_result(vector, observed)
+    verdict = judge_step(step, observation, vector.level, narrow=True)
+    failures = [f.to_json() for f in verdict.failures]
+    if args.json:
+        result = "fail" if failures else "pass"
+        _print_json({"id": vector.id, "result": result, "failures": failures,
+                     "observed": observation})  # fmt: skip
+    else:
+        print(f"{'FAIL' if failures else 'PASS'}  {vector.id}  (black box)")
+        for failure in verdict.failures:
+            print(f"        {failure}")
+    return 1 if failures else 0
+
+
+def _summary_line(r: VectorResult) -> str:
+    verdict = r.verdict.upper()
+    if r.verdict == "skip":
+        return f"SKIP  {r.vector.id}  ({r.skipped})"
+    decided = ",".join(sorted({s.decided_step or "-" for s in r.steps}))
+    extra = ""
+    if r.verdict == "alternative":
+        extra = "  reading: " + ", ".join(s.alternative for s in r.steps if s.alternative)
+    elif r.verdict in ("fail", "deviation"):
+        labels = sorted({f.interpretation or f.level for s in r.steps for f in s.failures})
+        extra = f"  [{', '.join(labels)}]"
+    return f"{verdict:<5} {r.vector.id}  (step {decided}){extra}"
 
 
 def _explain(vector: Vector) -> int:
@@ -234,21 +411,37 @@ def _explain(vector: Vector) -> int:
     from .vectors import run_vector
 
     result = run_vector(vector)
-    print(f"Vector {vector.id}  [{vector.requirement}]")
+    label = vector.requirement + (f" {vector.interpretation}" if vector.interpretation else "")
+    print(f"Vector {vector.id}  [{label}]  ({vector.source})")
     print(textwrap.fill(vector.description, width=100))
+    others = [i for i in vector.interpretations if i != vector.interpretation]
+    if others:
+        print(f"Interpretations of its steps and assertions: {', '.join(others)}")
+    version = vector.raw.get("spec", {}).get("cited_version", "v1.19")
     for citation in vector.citations:
         step = f", step {citation['step']}" if "step" in citation else ""
-        version = vector.raw.get("spec", {}).get("cited_version", "v1.19")
-        print(f"\nSpec {version}{step}:")
+        document = citation.get("document", f"Matrix spec {version}")
+        print(f"\n{document}, {citation.get('section', '')}{step}:")
         print(textwrap.indent(textwrap.fill(str(citation["quote"]), width=96), "  > "))
+    if vector.settings:
+        print(f"\nSettings: {json.dumps(vector.settings)}")
+    print(f"\nWorld at t=0 (epoch {vector.epoch:g}):")
+    world = {**vector.world, **({"endpoints": vector.endpoints} if vector.endpoints else {})}
+    print(textwrap.indent(json.dumps(world, indent=1), "  "))
     for step_result, vector_step in zip(result.steps, vector.steps, strict=True):
         at = vector_step.get("at", 0)
         print(f"\n--- {step_result.name}: resolve {vector_step['resolve']!r} at t={at} s ---")
+        if "world_patch" in vector_step:
+            print(f"World patch: {json.dumps(vector_step['world_patch'])}")
+        assert step_result.result is not None
         print(render_result(step_result.result))
         verdict = "as expected" if not step_result.failures else "NOT as expected:"
+        if step_result.alternative:
+            verdict = f"as the alternative reading {step_result.alternative!r} expects"
         print(f"\nResult: {verdict}")
         for failure in step_result.failures:
             print(f"  - {failure}")
+    print()
     return 0 if result.passed else 1
 
 

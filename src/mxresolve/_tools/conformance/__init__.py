@@ -1,0 +1,1 @@
+"""The conformance kit: vector format 2, judging results, the harness, the black-box world."""
