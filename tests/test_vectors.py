@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from mxresolve import Step
+from mxresolve._tools.cli import main
 from mxresolve._tools.conformance.harness import run_harness
 from mxresolve._tools.conformance.judge import judge_step
 from mxresolve._tools.vectors import FEATURES, Vector, load_vectors, run_vector
@@ -136,3 +139,30 @@ def test_a_failing_adapter_is_reported_per_vector(tmp_path: Path) -> None:
     results, _ = run_harness([sys.executable, str(script)], chosen)
     assert [r.verdict for r in results] == ["fail", "skip"]
     assert results[0].failure_level == "MUST"
+
+
+def test_vectors_run_into_a_closed_pipe_ends_quietly() -> None:
+    # `mxresolve vectors run --json | head -1` (megabytes): no BrokenPipeError traceback.
+    run = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m mxresolve._tools.cli vectors run --json | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.stdout.startswith("{")
+    assert "Traceback" not in run.stderr, run.stderr
+    assert "BrokenPipeError" not in run.stderr, run.stderr
+
+
+def test_explain_takes_several_ids_and_shows_labels_world_and_citations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["vectors", "run", "--explain", "example::step-4", "step1::ipv4-with-port"]) == 0
+    out = capsys.readouterr().out
+    assert "Vector example::step-4  [MUST]" in out
+    assert "Interpretations of its steps and assertions: I-22, I-23" in out
+    assert "RFC 2782, Usage rules:" in out
+    assert "World at t=0" in out
+    assert "Vector step1::ipv4-with-port" in out

@@ -129,7 +129,8 @@ def run_harness(
         hello = adapter.receive()
         if hello.get("protocol") != PROTOCOL or not isinstance(hello.get("implementation"), dict):
             raise HarnessError(f"expected a hello for protocol {PROTOCOL}, got {hello}")
-        features = frozenset(hello.get("features", ())) & FEATURES
+        # The runner answers from the endpoints itself: every adapter supports them.
+        features = (frozenset(hello.get("features", ())) & FEATURES) | {"endpoints"}
         settings_keys = hello.get("settings", [])
         results = [_run(adapter, v, features, settings_keys) for v in vectors]
         return results, dict(hello["implementation"])
