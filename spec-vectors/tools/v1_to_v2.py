@@ -12,9 +12,11 @@ spec-vectors/README.md):
 
 * ``requests`` lists (v1: exact, HTTPS in order, DNS as a multiset) become a
   list of request assertions. A list that asks for A or AAAA records pins more
-  than the spec says ("AAAA or A"), so it is split in two: an ``includes`` at
-  the vector's level, in which each looked-up name only needs *an* AAAA or A
-  query, and the exact list at INTERPRETATION I-23 (every address is looked up).
+  than the spec says ("AAAA or A"), so it is split in three: the GETs and SRV
+  queries exactly (``exact`` ``among`` them) and an ``includes`` in which each
+  looked-up name only needs *an* AAAA or A query, both at the vector's level,
+  and the exact AAAA and A queries at INTERPRETATION I-23 (every address is
+  looked up).
 * Expected targets with several addresses (the spec says "an IP address") have
   their address comparison labelled INTERPRETATION I-23.
 * A MUST or SHOULD step that expects several SRV targets in priority order has
@@ -139,22 +141,24 @@ def _requests(exact: list[dict[str, Any]], *, pin_addresses: bool) -> list[dict[
     asks_addresses = any(r.get("op") == "dns" and r.get("qtype") in ADDRESS_TYPES for r in exact)
     if not asks_addresses or not pin_addresses:
         return [{"exact": exact}]
-    includes: list[dict[str, Any]] = []
+    others = [r for r in exact if not _address_query(r)]
     looked_up: list[str] = []
     for request in exact:
-        if request.get("op") == "dns" and request.get("qtype") in ADDRESS_TYPES:
-            name = str(request["qname"]).lower()
-            if name not in looked_up:
-                looked_up.append(name)
-                includes.append({"op": "dns", "qname": name, "qtype": list(ADDRESS_TYPES)})
-        else:
-            includes.append(request)
-    assertions: list[dict[str, Any]] = [{"includes": includes}]
-    https = [r for r in exact if r.get("op") == "https_get"]
-    if len(https) > 1:
-        assertions.append({"in_order": https})
-    assertions.append({"exact": exact, **EVERY_ADDRESS})
-    return assertions
+        name = str(request.get("qname", "")).lower()
+        if _address_query(request) and name not in looked_up:
+            looked_up.append(name)
+    return [
+        # The GETs and SRV queries exactly, at the vector's level...
+        {"exact": others, "among": [{"op": "https_get"}, {"op": "dns", "qtype": "SRV"}]},
+        # ...an address lookup ("AAAA or A") for each name...
+        {"includes": [{"op": "dns", "qname": n, "qtype": list(ADDRESS_TYPES)} for n in looked_up]},
+        # ...and exactly these AAAA and A queries, which is I-23 (every address is looked up).
+        {
+            "exact": [r for r in exact if _address_query(r)],
+            "among": [{"op": "dns", "qtype": list(ADDRESS_TYPES)}],
+            **EVERY_ADDRESS,
+        },
+    ]
 
 
 def _srv_list(expect: dict[str, Any]) -> bool:

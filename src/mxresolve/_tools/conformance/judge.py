@@ -212,11 +212,12 @@ def _is_address_query(request: Mapping[str, Any]) -> bool:
 
 
 def _matches(pattern: Mapping[str, Any], request: Mapping[str, Any]) -> bool:
+    """Does ``request`` match ``pattern``? A field the pattern leaves out matches anything."""
     if pattern.get("op") != request.get("op"):
         return False
     if pattern.get("op") == "https_get":
-        return bool(pattern.get("url") == request.get("url"))
-    if str(pattern.get("qname", "")).lower() != str(request.get("qname", "")).lower():
+        return "url" not in pattern or pattern["url"] == request.get("url")
+    if "qname" in pattern and str(pattern["qname"]).lower() != str(request.get("qname")).lower():
         return False
     qtype = pattern.get("qtype")
     if qtype is None:
@@ -253,6 +254,9 @@ def _request_assertion(
         return None
     patterns = [p for p in assertion[kind] if not (narrow and _is_address_query(p))]
     if kind == "exact":
+        among = assertion.get("among")
+        if among is not None:  # only the requests of these kinds are compared
+            made = [r for r in made if any(_matches(p, r) for p in among)]
         return _exact(patterns, made)
     if kind == "includes":
         left = list(made)
