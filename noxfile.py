@@ -182,3 +182,65 @@ def bench_store(session: nox.Session) -> None:
     """
     session.install("-e", ".[redis]", "trustme>=1.1")
     session.run("python", "benchmarks/shared_store.py", *session.posargs)
+
+
+@nox.session(default=False)
+def conformance(session: nox.Session) -> None:
+    """Run every vector against each adapter and write docs/conformance.md.
+
+    Not part of the default run (about a minute). Adapters: mxresolve (through the harness
+    protocol), Synapse and resolvematrix (their venvs: MXRESOLVE_SYNAPSE_VENV, default
+    .venv-synapse, and MXRESOLVE_RESOLVEMATRIX_VENV, default .venv-resolvematrix, created from
+    benchmarks/peers/requirements-*.txt when missing), and the JavaScript example (needs `node`).
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    session.install("-e", ".")
+    peers = Path("benchmarks/peers")
+    adapters = Path("spec-vectors/adapters")
+    out = Path(session.create_tmp())
+    runs = [("mxresolve", ["python", "-m", "mxresolve._tools.conformance.adapter"], None)]
+    for name, env, default in (
+        ("synapse", "MXRESOLVE_SYNAPSE_VENV", ".venv-synapse"),
+        ("resolvematrix", "MXRESOLVE_RESOLVEMATRIX_VENV", ".venv-resolvematrix"),
+    ):
+        venv = Path(os.environ.get(env, default))
+        if not (venv / "bin" / "python").exists():
+            session.run("python", "-m", "venv", str(venv))
+            session.run(
+                str(venv / "bin" / "pip"),
+                "install",
+                "-r",
+                str(peers / f"requirements-{name}.txt"),
+                external=True,
+            )
+        deviations = adapters / f"{name}.deviations.json"
+        runs.append(
+            (
+                name,
+                [str(venv / "bin" / "python"), str(adapters / f"{name}_adapter.py")],
+                deviations if deviations.exists() else None,
+            )
+        )
+    if shutil.which("node"):
+        runs.append(("example-js", ["node", str(adapters / "example-js" / "adapter.mjs")], None))
+    else:
+        session.warn("node is not on PATH: the JavaScript example adapter is left out")
+    outputs = []
+    for name, command, deviations in runs:
+        target = out / f"{name}.json"
+        extra = ["--deviations", str(deviations)] if deviations else []
+        log = out / f"{name}.log"
+        with target.open("w", encoding="utf-8") as stream, log.open("w") as errors:
+            # Exit status 1 means "some vector failed": that is a result, not an error.
+            session.run(
+                "mxresolve", "vectors", "run", "--json", *extra, "--harness", *command,
+                stdout=stream, stderr=errors, success_codes=[0, 1],
+            )  # fmt: skip
+        outputs.append(str(target))
+    session.run(
+        "python", "-m", "mxresolve._tools.conformance.report", *outputs,
+        "--output", "docs/conformance.md",
+    )  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import shlex
 import subprocess
 import sys
@@ -12,8 +14,14 @@ import pytest
 
 from mxresolve import Step
 from mxresolve._tools.cli import main
+from mxresolve._tools.conformance.deviations import (
+    DeviationsError,
+    apply_deviation,
+    load_deviations,
+)
 from mxresolve._tools.conformance.harness import run_harness
 from mxresolve._tools.conformance.judge import judge_step
+from mxresolve._tools.conformance.report import render
 from mxresolve._tools.vectors import FEATURES, Vector, load_vectors, run_vector
 
 VECTORS = load_vectors()
@@ -166,3 +174,45 @@ def test_explain_takes_several_ids_and_shows_labels_world_and_citations(
     assert "RFC 2782, Usage rules:" in out
     assert "World at t=0" in out
     assert "Vector step1::ipv4-with-port" in out
+
+
+def test_deviations_turn_expected_failures_into_deviations(tmp_path: Path) -> None:
+    vector = BY_ID["example::step-2"]
+    failing = dataclasses.replace(
+        vector,
+        steps=tuple({**s, "expect": {**s["expect"], "step": "6"}} for s in vector.steps),
+    )
+    path = tmp_path / "deviations.json"
+    path.write_text(
+        json.dumps({"deviations": [{"id": vector.id, "justification": "known and deliberate"}]})
+    )
+    deviations = load_deviations(path)
+    result = apply_deviation(run_vector(failing), deviations)
+    assert result.verdict == "deviation"
+    assert result.to_json()["deviation"] == "known and deliberate"
+    assert apply_deviation(run_vector(vector), deviations).verdict == "pass"  # stale entries show
+    for bad in ({"deviations": [{"id": vector.id}]}, {"deviations": [{"id": 1}]}, {}):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(DeviationsError):
+            load_deviations(path)
+
+
+def test_the_conformance_report_tables_every_vector_per_implementation() -> None:
+    chosen = [BY_ID["example::step-2"], BY_ID["step4::servfail-as-absent-then-step-6"]]
+    ours = {
+        "implementation": {"name": "mxresolve"},
+        "results": [run_vector(v).to_json() for v in chosen],
+    }
+    other = copy.deepcopy(ours)
+    other["implementation"] = {"name": "other", "version": "1"}
+    other["results"][0] |= {"result": "fail", "failure_level": "MUST"}
+    other["results"][0]["steps"][0]["failures"] = [
+        {"level": "MUST", "interpretation": None, "message": "Host header differs"}
+    ]
+    other["results"][1] |= {"result": "alternative", "alternatives": ["srv-failure-fails"]}
+    text = render([ours, other])
+    assert "| mxresolve  |  | 2 | 0 | 0 (0 / 0 / 0) | 0 | 0 |" in text
+    assert "| other 1 |  | 0 | 1 | 1 (1 / 0 / 0) | 0 | 0 |" in text
+    assert "| `example::step-2` | MUST | pass | FAIL (MUST) |" in text
+    assert "resolve: [MUST] Host header differs" in text
+    assert "reading: srv-failure-fails" in text

@@ -109,6 +109,10 @@ def _https_failure(kind: str, message: str) -> Exception:
     return net_error.ConnectError(f"{kind}: {message}")
 
 
+def _srv_target(name: str) -> bytes:
+    return b"." if name == "." else name.rstrip(".").encode("ascii")
+
+
 class SynapseAdapter(Adapter):
     implementation: ClassVar[dict[str, Any]] = {
         "name": "synapse",
@@ -174,7 +178,8 @@ class SynapseAdapter(Adapter):
                             priority=r["priority"],
                             weight=r["weight"],
                             port=r["port"],
-                            target=r["target"].rstrip(".") or ".",
+                            # Twisted's names are bytes; the root is b"." (as Synapse checks).
+                            target=_srv_target(r["target"]),
                             ttl=answer.get("ttl", 300),
                         ),
                     )
