@@ -74,7 +74,8 @@ class _Adapter:
             raise HarnessError(f"cannot start the adapter {command[0]!r}: {exc}") from None
         self.lines: queue.Queue[str | None] = queue.Queue()
         assert self.process.stdout is not None
-        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True)
+        self.reader.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -113,6 +114,8 @@ class _Adapter:
         except (HarnessError, subprocess.TimeoutExpired):
             self.process.kill()
             self.process.wait()
+        # The reader ends at the adapter's end of output; only then close its pipe.
+        self.reader.join(10)
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):  # it died mid-write: nothing to flush

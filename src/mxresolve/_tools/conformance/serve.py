@@ -122,7 +122,9 @@ class ServedWorld:
         self.vector = vector
         self.step = vector.steps[0]
         warnings: list[str] = []
-        world = VectorWorld(vector.world, now=vector.epoch, epoch=vector.epoch)
+        world = VectorWorld(
+            {**vector.world, "endpoints": vector.endpoints}, now=vector.epoch, epoch=vector.epoch
+        )
         if "world_patch" in self.step:
             world.patch(known_world(self.step["world_patch"], vector.id, warnings))
         self.world = world
@@ -491,7 +493,9 @@ def observations_to_result(
     queries, GETs that cannot reach a server (no address, refused, a bad certificate), the
     deciding step, later targets and the cache are not.
     """
-    world = VectorWorld(vector.world, now=vector.epoch, epoch=vector.epoch)
+    world = VectorWorld(
+        {**vector.world, "endpoints": vector.endpoints}, now=vector.epoch, epoch=vector.epoch
+    )
     step = dict(vector.steps[0])
     if "world_patch" in step:
         world.patch(known_world(step["world_patch"], vector.id, []))
