@@ -201,7 +201,8 @@ def conformance(session: nox.Session) -> None:
     peers = Path("benchmarks/peers")
     adapters = Path("spec-vectors/adapters")
     out = Path(session.create_tmp())
-    runs = [("mxresolve", ["python", "-m", "mxresolve._tools.conformance.adapter"], None)]
+    adapter = ["python", "-m", "mxresolve._tools.conformance.adapter"]
+    runs = [("mxresolve", adapter, None), ("mxresolve-defaults", [*adapter, "--ask-early"], None)]
     for name, env, default in (
         ("synapse", "MXRESOLVE_SYNAPSE_VENV", ".venv-synapse"),
         ("resolvematrix", "MXRESOLVE_RESOLVEMATRIX_VENV", ".venv-resolvematrix"),

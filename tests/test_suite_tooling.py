@@ -79,7 +79,7 @@ BASE_VECTOR: dict[str, Any] = {
                     }
                 ],
             },
-            "requests": [{"exact": [{"op": "dns", "qname": "example.org.", "qtype": "A"}]}],
+            "requests": [{"includes": [{"op": "dns", "qname": "example.org.", "qtype": "A"}]}],
         }
     ],
 }
@@ -519,9 +519,17 @@ def test_levels_say_what_the_spec_says(tmp_path: Path) -> None:
             {"op": "dns", "qname": "example.org.", "qtype": "A"},
         ]}
     ]  # fmt: skip
-    assert "'AAAA or A'" in _problem_for(tmp_path, exact)
+    problems = _check_vector(tmp_path, exact)
+    assert any("'AAAA or A'" in p for p in problems), problems
+    assert any("INTERPRETATION I-48" in p for p in problems), problems  # DNS exactly
     exact["steps"][0]["requests"][0] |= {"level": "INTERPRETATION", "interpretation": "I-23"}
     assert _check_vector(tmp_path, exact) == []
+    # The GETs alone may be exact at any level; the DNS queries exactly are I-48.
+    gets = copy.deepcopy(BASE_VECTOR)
+    gets["steps"][0]["requests"].append({"exact": [], "among": [{"op": "https_get"}]})
+    assert _check_vector(tmp_path, gets) == []
+    gets["steps"][0]["requests"].append({"exact": [], "among": [{"op": "dns"}]})
+    assert "INTERPRETATION I-48" in _problem_for(tmp_path, gets)
     exact["steps"][0]["requests"][0]["interpretation"] = "I-99"
     assert "interpretation I-99 is not in" in _problem_for(tmp_path, exact)
 

@@ -170,7 +170,7 @@ def test_explain_takes_several_ids_and_shows_labels_world_and_citations(
     assert main(["vectors", "run", "--explain", "example::step-4", "step1::ipv4-with-port"]) == 0
     out = capsys.readouterr().out
     assert "Vector example::step-4  [MUST]" in out
-    assert "Interpretations of its steps and assertions: I-22, I-23" in out
+    assert "Interpretations of its steps and assertions: I-22, I-48" in out
     assert "RFC 2782, Usage rules:" in out
     assert "World at t=0" in out
     assert "Vector step1::ipv4-with-port" in out

@@ -53,8 +53,8 @@ def _replace_blocks(text: str, tag: str, render: dict[str, str]) -> str:
 def interpretations(text: str, vectors: list[pages.Vector]) -> str:
     cited: dict[str, list[str]] = defaultdict(list)
     for vector in vectors:
-        interpretation = vector.raw.get("interpretation")
-        if interpretation:
+        # The vector's own I-NN, and those of its steps and assertions (format 2).
+        for interpretation in vector.interpretations:
             cited[interpretation].append(vector.id)
     keys = re.findall(r"<!-- vectors (\S+) -->", text)
     render = {

@@ -560,6 +560,16 @@ class Checker:
                 level = assertion.get("level", step_level)
                 exact = assertion.get("exact", ())
                 asks = {p.get("qtype") for p in exact if p["op"] == "dns"}
+                # An exact list that covers DNS queries says "no other query": a resolver
+                # asking early or in parallel differs there without a different result.
+                covers_dns = "among" not in assertion or any(
+                    p["op"] == "dns" for p in assertion["among"]
+                )
+                if "exact" in assertion and level != "INTERPRETATION" and covers_dns:
+                    yield (
+                        f"{where}: an exact list of DNS queries at {level}; a resolver may ask "
+                        "early or in parallel (give it INTERPRETATION I-48, beside an includes)"
+                    )
                 if level != "INTERPRETATION" and asks >= _ADDRESS_TYPES:
                     yield (
                         f"{where}: an exact request list with AAAA and A at {level}; the spec says "

@@ -11,12 +11,11 @@ be migrated. Standard library only. What changes, and why (format version 2 in
 spec-vectors/README.md):
 
 * ``requests`` lists (v1: exact, HTTPS in order, DNS as a multiset) become a
-  list of request assertions. A list that asks for A or AAAA records pins more
-  than the spec says ("AAAA or A"), so it is split in three: the GETs and SRV
-  queries exactly (``exact`` ``among`` them) and an ``includes`` in which each
-  looked-up name only needs *an* AAAA or A query, both at the vector's level,
-  and the exact AAAA and A queries at INTERPRETATION I-23 (every address is
-  looked up).
+  list of request assertions: the GETs exactly, in order, at the vector's level;
+  an ``includes`` of the DNS queries at the vector's level (what must be asked;
+  each looked-up name needs only *an* AAAA or A query, the spec's "AAAA or A");
+  and the exact DNS queries at INTERPRETATION I-48 (a resolver asking early or
+  in parallel asks more without changing a result).
 * Expected targets with several addresses (the spec says "an IP address") have
   their address comparison labelled INTERPRETATION I-23.
 * A MUST or SHOULD step that expects several SRV targets in priority order has
@@ -47,6 +46,7 @@ _LOOKUP_STEPS = {"2", "3.2", "3.5", "6"}
 _CATALOGUE = re.compile(r"^Scenario [A-Z]-\d+(?P<rest>[^:]*): ")
 EVERY_ADDRESS = {"level": "INTERPRETATION", "interpretation": "I-23"}
 SRV_ORDER = {"level": "INTERPRETATION", "interpretation": "I-22"}
+ONE_AT_A_TIME = {"level": "INTERPRETATION", "interpretation": "I-48"}
 
 
 def upgrade_document(document: dict[str, Any]) -> dict[str, Any]:
@@ -138,27 +138,25 @@ def _is_v2_requests(requests: list[Any]) -> bool:
 
 
 def _requests(exact: list[dict[str, Any]], *, pin_addresses: bool) -> list[dict[str, Any]]:
-    asks_addresses = any(r.get("op") == "dns" and r.get("qtype") in ADDRESS_TYPES for r in exact)
-    if not asks_addresses or not pin_addresses:
-        return [{"exact": exact}]
-    others = [r for r in exact if not _address_query(r)]
-    looked_up: list[str] = []
-    for request in exact:
-        name = str(request.get("qname", "")).lower()
-        if _address_query(request) and name not in looked_up:
-            looked_up.append(name)
-    return [
-        # The GETs and SRV queries exactly, at the vector's level...
-        {"exact": others, "among": [{"op": "https_get"}, {"op": "dns", "qtype": "SRV"}]},
-        # ...an address lookup ("AAAA or A") for each name...
-        {"includes": [{"op": "dns", "qname": n, "qtype": list(ADDRESS_TYPES)} for n in looked_up]},
-        # ...and exactly these AAAA and A queries, which is I-23 (every address is looked up).
-        {
-            "exact": [r for r in exact if _address_query(r)],
-            "among": [{"op": "dns", "qtype": list(ADDRESS_TYPES)}],
-            **EVERY_ADDRESS,
-        },
-    ]
+    gets = [r for r in exact if r.get("op") == "https_get"]
+    queries = [r for r in exact if r.get("op") == "dns"]
+    # The GETs, in order, are the same for every resolver: at the vector's level.
+    assertions: list[dict[str, Any]] = [{"exact": gets, "among": [{"op": "https_get"}]}]
+    if queries:
+        # What must be asked, at the vector's level: each SRV query, and for each
+        # looked-up name "AAAA or A" (both, where the vector pins I-23 itself).
+        needed: list[dict[str, Any]] = []
+        for query in queries:
+            name = str(query.get("qname", "")).lower()
+            if not _address_query(query) or not pin_addresses:
+                needed.append(query)
+            elif not any(n.get("qname") == name and _address_query(n) for n in needed):
+                needed.append({"op": "dns", "qname": name, "qtype": list(ADDRESS_TYPES)})
+        assertions.append({"includes": needed})
+    # Exactly these DNS queries and no others: a resolver asking each question when its
+    # step is reached (I-48); one asking early or in parallel asks more.
+    assertions.append({"exact": queries, "among": [{"op": "dns"}], **ONE_AT_A_TIME})
+    return assertions
 
 
 def _srv_list(expect: dict[str, Any]) -> bool:

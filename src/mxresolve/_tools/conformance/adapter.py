@@ -1,6 +1,6 @@
 """mxresolve's own adapter for the harness protocol (docs/harness.md).
 
-    mxresolve vectors run --harness python -m mxresolve._tools.conformance.adapter
+    mxresolve vectors run --harness python -m mxresolve._tools.conformance.adapter [--ask-early]
 
 A :class:`~mxresolve.Resolver` whose DNS and HTTPS transports ask the runner
 over stdout and read its answers from stdin, with the runner's clock. Running
@@ -101,7 +101,12 @@ class _Https:
         return HttpsResponse(status=int(a["status"]), headers=headers, body=body)
 
 
-def main(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> int:
+def main(
+    inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout, *, ask_early: bool | None = None
+) -> int:
+    """Serve the protocol. ``ask_early``: keep mxresolve's early questions (I-37 to I-39)."""
+    if ask_early is None:
+        ask_early = "--ask-early" in sys.argv[1:]
     channel = _Channel(inp, out)
     resolver: Resolver | None = None
     cache = ResolverCache()
@@ -117,7 +122,8 @@ def main(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> int:
                         "name": "mxresolve",
                         "version": __version__,
                         "language": "python",
-                        "adapter": "mxresolve._tools.conformance.adapter (asking early off)",
+                        "adapter": "mxresolve._tools.conformance.adapter"
+                        + (" --ask-early (the defaults)" if ask_early else " (asking early off)"),
                     },
                     "features": sorted(FEATURES),
                     "settings": None,  # every key: they are mxresolve's Settings fields
@@ -132,7 +138,7 @@ def main(inp: IO[str] = sys.stdin, out: IO[str] = sys.stdout) -> int:
                 # early questions (I-37 to I-39) are off unless the vector sets them.
                 # One request at a time: this channel waits for each answer in turn.
                 settings=dataclasses.replace(
-                    run_settings(message.get("settings", {}), early=False),
+                    run_settings(message.get("settings", {}), early=None if ask_early else False),
                     max_concurrent_requests=1,
                 ),
                 cache=cache,

@@ -55,7 +55,17 @@ def _label(result: dict[str, Any]) -> str:
     return verdict.upper() if verdict != "pass" else "pass"
 
 
+def _labels(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """A column title per run: the implementation's name, with its adapter if it repeats."""
+    names = [str(run["implementation"].get("name")) for run in runs]
+    return [
+        name if names.count(name) == 1 else f"{name} ({run['implementation'].get('adapter')})"
+        for name, run in zip(names, runs, strict=True)
+    ]
+
+
 def render(runs: Sequence[dict[str, Any]], *, command_line: str = "nox -s conformance") -> str:
+    labels = _labels(runs)
     out = [
         "# Conformance results",
         "",
@@ -96,9 +106,7 @@ def render(runs: Sequence[dict[str, Any]], *, command_line: str = "nox -s confor
         "",
         "## Every vector",
         "",
-        "| Vector | Level | "
-        + " | ".join(str(r["implementation"].get("name")) for r in runs)
-        + " |",
+        "| Vector | Level | " + " | ".join(labels) + " |",
         "| --- | --- | " + " | ".join("---" for _ in runs) + " |",
     ]
     by_id = [{r["id"]: r for r in run["results"]} for run in runs]
@@ -110,9 +118,8 @@ def render(runs: Sequence[dict[str, Any]], *, command_line: str = "nox -s confor
         )
         cells = [_label(results[vid]) if vid in results else "-" for results in by_id]
         out.append(f"| `{vid}` | {level} | " + " | ".join(cells) + " |")
-    for run, results in zip(runs, by_id, strict=True):
-        impl = run["implementation"]
-        out += ["", f"## {impl.get('name')}: failures, alternatives and skips", ""]
+    for label, results in zip(labels, by_id, strict=True):
+        out += ["", f"## {label}: failures, alternatives and skips", ""]
         rows = [r for r in results.values() if r["result"] != "pass"]
         if not rows:
             out.append("Every vector passed.")
