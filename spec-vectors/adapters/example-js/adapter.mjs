@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// An example harness adapter in JavaScript (Node 20, no dependencies), written from
-// docs/harness.md and spec-vectors/README.md alone. It carries its own small resolver for
+// An example harness adapter in JavaScript (Node 20, no dependencies). It relies on
+// nothing but docs/harness.md and spec-vectors/README.md. It carries its own small resolver for
 // Matrix spec v1.19 "Resolving server names" (steps 1 to 6, no cache), whose DNS and HTTPS
 // questions go to the runner:
 //

@@ -134,8 +134,9 @@ class ServedWorld:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.dns_port = 0
         self.access_log = self.dir / "logs" / "requests.jsonl"
-        self.zone = self._zone()
+        self.extra_records: list[str] = []
         self.listeners = self._listeners()
+        self.zone = self._zone() + "".join(f"{r}\n" for r in self.extra_records)
 
     # --- planning ------------------------------------------------------------------
 
@@ -205,7 +206,15 @@ class ServedWorld:
                 raise ServeError(f"{url}: the failure {failure!r} is not served by nginx")
             if failure == "connection_refused":
                 continue
-            for address in self.world.addresses(host):
+            addresses = self.world.addresses(host)
+            if not addresses:
+                # The scripted world answers a listed URL whatever DNS says of its host; a
+                # real one needs an address: the host gets one, outside the world's ranges.
+                synthetic = f"127.0.9.{len(self.extra_records) + 1}"
+                self.extra_records.append(f"{host}. 300 A {synthetic}")
+                self.address_map[synthetic] = synthetic
+                addresses = [synthetic]
+            for address in addresses:
                 endpoint = endpoints.get(endpoint_key(address, port), {})
                 behaviour = endpoint.get("behaviour", "serve")
                 if behaviour == "refuse":
@@ -545,7 +554,7 @@ def _reaches_a_server(pattern: Mapping[str, Any], world: VectorWorld) -> bool:
     if isinstance(described, dict) and "failure" in described:
         return False
     if not world.addresses((parts.hostname or "").lower()):
-        return False
+        return isinstance(described, dict)  # served on an address of its own (see _listeners)
     request = HttpsGet(
         url=url, host=parts.hostname or "", port=parts.port or 443, target=parts.path,
         host_header=parts.netloc, max_body_bytes=1 << 30,
