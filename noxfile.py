@@ -125,7 +125,8 @@ def _synapse_venv(session: nox.Session) -> Path:
 
 @nox.session(default=False)
 def e2e(session: nox.Session) -> None:
-    """Every HTTP-client adapter against a real Synapse on loopback (tests marked ``synapse``).
+    """Every HTTP-client adapter, and the doctor, against a real Synapse on loopback (tests
+    marked ``synapse``).
 
     Not part of the default run; .ci/run runs it after. Needs knotd, nginx and root. Synapse
     runs from its own venv (see _synapse_venv). Costs about 30 s once the venv exists.

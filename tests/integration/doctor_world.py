@@ -556,14 +556,20 @@ def case(name: str) -> Case:
 
 
 class DoctorCerts:
-    """A trustme CA and one certificate (chain + key files) per site."""
+    """A trustme CA and one certificate (chain + key files) per site.
 
-    def __init__(self, directory: Path) -> None:
+    ``ca``: issue from this CA (another world's, so its clients trust these too) instead of
+    a new one.
+    """
+
+    def __init__(self, directory: Path, ca: Any = None) -> None:
         import trustme
 
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ca = trustme.CA(organization_name="mxresolve doctor world CA")
+        self.ca = (
+            ca if ca is not None else trustme.CA(organization_name="mxresolve doctor world CA")
+        )
         self.cafile = self.dir / "ca.pem"
         self.ca.cert_pem.write_to_path(str(self.cafile))
 
@@ -743,6 +749,10 @@ class DoctorNginx:
                 f"        location {prefix} {{",
                 f"            proxy_pass {upstream};",
                 "            proxy_ssl_verify off;",
+                # As Synapse's reverse-proxy guide has it: the client's address, scheme and Host.
+                "            proxy_set_header X-Forwarded-For $remote_addr;",
+                "            proxy_set_header X-Forwarded-Proto $scheme;",
+                "            proxy_set_header Host $host;",
                 "        }",
             ]
         lines += ["        location / { return 404; }", "    }"]

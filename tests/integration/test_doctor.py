@@ -324,31 +324,48 @@ def test_resolve_speaks_up_on_failure_too(
     assert "mxresolve doctor srvdot.mxdoc" in out
 
 
+def _named(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [c for c in report["checks"] if c["name"] == name or c["name"].startswith(name + " ")]
+
+
 @pytest.mark.synapse
 @pytest.mark.parametrize("route", ["wk_nameserver", "srv_nameserver"])
 def test_a_real_synapse_is_healthy(
     synapse_server: SynapseServer, capsys: pytest.CaptureFixture[str], route: str
 ) -> None:
-    # The shared fixture (tests/integration/synapse.py): hs.mxtest delegated by a well-known
-    # with no SRV record (route wk_nameserver), or found through SRV with nothing on
-    # hs.mxtest:443 (route srv_nameserver, so no well-known and no client discovery either).
-    # Each layout has findings the doctor must make, all warnings, and nothing else; and
-    # Synapse's own key signature must verify.
-    allowed = {
-        "wk_nameserver": {"no-srv-fallback"},
-        "srv_nameserver": {"well-known-unreachable", "client-invalid"},
-    }
+    # The shared fixture (tests/integration/synapse.py), deployed with care: hs.mxtest delegated
+    # by a well-known with an SRV fallback to the same listener (route wk_nameserver), or found
+    # through SRV alone with a 404 for the server well-known (route srv_nameserver); on both,
+    # a client well-known with CORS whose base_url reaches Synapse's client API through nginx,
+    # and a support file. The doctor must find nothing at all, not even info.
     args = [synapse_server.server_name, "--nameserver", getattr(synapse_server, route),
             "--cafile", synapse_server.cafile, "--timeout", "5"]  # fmt: skip
     for cidr in ALLOW_IPS:
         args += ["--allow-ip", cidr]
     status, report = _doctor(capsys, args)
-    assert status == 0, report["verdict"]
+    assert report["problems"] == [], report["problems"]
     assert report["federation_ok"] is True
-    assert _codes(report) <= allowed[route], report["problems"]
-    assert all(p["severity"] == "warning" for p in report["problems"])
-    keys = [c for c in report["checks"] if c["name"].startswith("keys on")]
-    assert keys
-    assert all("self-signature verified" in c["detail"] for c in keys), keys
-    versions = [c for c in report["checks"] if c["name"].startswith("version on")]
-    assert any("Synapse" in c["detail"] for c in versions), versions
+    assert status == 0
+    assert report["verdict"].endswith("nothing needs doing."), report["verdict"]
+    assert report["resolution"]["step"] == {"wk_nameserver": "3.2", "srv_nameserver": "4"}[route]
+    assert {c["result"] for c in report["checks"]} <= {"ok", "skipped"}, report["checks"]
+    # Synapse's own signing key, its self-signature verified with signedjson.
+    (keys,) = _named(report, "keys on")
+    assert keys["result"] == "ok"
+    assert "self-signature verified" in keys["detail"], keys
+    assert synapse_server.verify_key_id in keys["detail"], keys
+    (version,) = _named(report, "version on")
+    assert version["detail"].startswith("Synapse "), version
+    # The checks that would speak up on a careless deployment ran, and passed.
+    (fallback,) = _named(report, "without the well-known")
+    if route == "wk_nameserver":
+        assert fallback["result"] == "ok"
+        assert fallback["detail"] == "step 4 would reach hs-fed.mxtest:8448", fallback
+    else:
+        assert fallback["result"] == "skipped"  # nothing is delegated
+    (client,) = _named(report, "client discovery")
+    assert client["detail"] == f"homeserver {synapse_server.client_base_url}", client
+    (cors,) = _named(report, "client well-known CORS")
+    assert cors["result"] == "ok"
+    (support,) = _named(report, "support file")
+    assert support["detail"] == "1 contact(s)", support

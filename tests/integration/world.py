@@ -397,9 +397,10 @@ cy-t-srv            A     127.0.5.2
 cy-t-fed            A     127.0.5.3
 cy-deleg-plain      A     127.0.5.4
 
-; ---- a real Synapse (tests/integration/synapse.py): hs.mxtest delegates to its TLS listener
-; on 127.0.6.1 (127.0.6.N: Synapse's)
-hs                  A     127.0.1.70
+; ---- a real Synapse (tests/integration/synapse.py, which serves 127.0.6.N): hs.mxtest's
+; web server delegates to Synapse's TLS listener on hs-fed:8448, with an SRV fallback to it
+hs                  A     127.0.6.3
+_matrix-fed._tcp.hs SRV   10 0 8448 hs-fed
 hs-fed              A     127.0.6.1
 
 ; ---- failover of the HTTP-client adapters (EXTRA_TARGETS; tests/integration/test_requests.py)
@@ -582,8 +583,6 @@ SITES: tuple[WellKnownSite, ...] = (
     _body(
         _n("cy-wk-nosrv"), "127.0.4.6", _json({"m.server": "cy-deleg-plain.mxtest"}), server="caddy"
     ),
-    # The real Synapse's delegation (tests/integration/synapse.py listens on hs-fed:8448).
-    _body(_n("hs"), "127.0.1.70", _json({"m.server": "hs-fed.mxtest:8448"})),
 )
 
 # TCP endpoints that accept connections and never answer (served by the black hole thread).
