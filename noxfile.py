@@ -11,6 +11,9 @@ from pathlib import Path
 
 import nox
 
+# Every optional extra: the tests and the type check always see all of them.
+EXTRAS = "httpx,aiohttp,twisted,redis,doctor,serve"
+
 nox.options.sessions = ["tests", "lint", "typecheck", "vectors"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
@@ -20,7 +23,7 @@ nox.options.error_on_missing_interpreters = False
 def tests(session: nox.Session) -> None:
     """Unit and property tests, every vector, and the integration suite (adapters, Redis,
     doctor)."""
-    session.install("-e", ".[test,httpx,aiohttp,twisted,redis,doctor]")
+    session.install("-e", f".[test,{EXTRAS}]")
     session.run("pytest", *session.posargs)
 
 
@@ -41,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     # With every extra: the adapters are typed against the clients they plug into.
-    session.install("mypy==2.4.1", "-e", ".[httpx,aiohttp,twisted,redis,doctor]")
+    session.install("mypy==2.4.1", "-e", f".[{EXTRAS}]")
     session.run("mypy")
 
 
@@ -132,7 +135,7 @@ def e2e(session: nox.Session) -> None:
     runs from its own venv (see _synapse_venv). Costs about 30 s once the venv exists.
     """
     python = _synapse_venv(session)
-    session.install("-e", ".[test,httpx,aiohttp,twisted,redis,doctor]")
+    session.install("-e", f".[test,{EXTRAS}]")
     session.run(
         "pytest",
         "-m",
