@@ -214,8 +214,11 @@ def test_a_success_resets_the_count_and_is_kept_as_last_good() -> None:
     assert again.expires_at == 5060.0
     assert (again.last_good, again.last_good_expired_at) == (DELEGATE, 4100.0)
     assert again.unavailable is True
+    # A definite answer (a 404) ends the delegation; a later outage does not revive it (I-17).
     later = cache.store_failure("h", "404", unavailable=False, now=5060.0, settings=DEFAULTS)
-    assert (later.failures, later.last_good, later.unavailable) == (2, DELEGATE, False)
+    assert (later.failures, later.last_good, later.unavailable) == (2, None, False)
+    outage = cache.store_failure("h", "down", unavailable=True, now=5200.0, settings=DEFAULTS)
+    assert (outage.failures, outage.last_good, outage.unavailable) == (3, None, True)
 
 
 def test_an_evicted_host_starts_the_schedule_again() -> None:

@@ -229,16 +229,21 @@ def next_failure(
     now: float,
     settings: Settings,
 ) -> WellKnownEntry:
-    """The entry after one more failed fetch: the count grows, the last delegation is kept."""
+    """The entry after one more failed fetch: the count grows.
+
+    The last good delegation is kept only across "unavailable" failures (I-17). A definite
+    answer (a 404, an invalid body) ends it: a later outage must not bring it back.
+    """
     failures = (previous.failures if previous is not None else 0) + 1
+    kept = previous if unavailable else None
     return WellKnownEntry(
         delegation=None,
         error=error,
         stored_at=now,
         expires_at=now + failure_lifetime(failures, settings),
         failures=failures,
-        last_good=previous.last_good if previous is not None else None,
-        last_good_expired_at=previous.last_good_expired_at if previous is not None else 0.0,
+        last_good=kept.last_good if kept is not None else None,
+        last_good_expired_at=kept.last_good_expired_at if kept is not None else 0.0,
         unavailable=unavailable,
     )
 
