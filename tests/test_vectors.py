@@ -276,3 +276,26 @@ def test_the_conformance_report_tables_every_vector_per_implementation() -> None
     assert "| `example::step-2` | MUST | pass | FAIL (MUST) |" in text
     assert "resolve: [MUST] Host header differs" in text
     assert "reading: srv-failure-fails" in text
+
+
+def test_the_conformance_report_gives_each_justification_once() -> None:
+    chosen = [BY_ID["example::step-2"], BY_ID["example::step-3.1"]]
+    run = {"implementation": {"name": "early"}, "results": []}
+    for vector in chosen:
+        result = run_vector(vector).to_json()
+        result |= {"result": "deviation", "deviation": "I-48: asks early"}
+        result["steps"][0]["failures"] = [
+            {"level": "INTERPRETATION", "interpretation": "I-48", "message": f"{vector.id} lists"}
+        ]
+        run["results"].append(result)
+    text = render([run])
+    assert text.count("asks early") == 1
+    assert "1. I-48: asks early" in text
+    assert (
+        "| `example::step-2` | DEVIATION (I-48) | expected [1]: resolve: [I-48] example::step-2"
+        in text
+    )
+    assert (
+        "| `example::step-3.1` | DEVIATION (I-48) | expected [1]: resolve: [I-48] example::step-3.1"
+        in text
+    )
