@@ -567,3 +567,39 @@ def test_format_1_files_are_checked_as_upgraded(tmp_path: Path) -> None:
     report = check.Checker(display_root=tmp_path).run([file])
     assert report.problems == []
     assert any("v1_to_v2.py" in str(w) for w in report.warnings)
+
+
+def test_check_py_checks_deviations_files_against_the_suite(tmp_path: Path) -> None:
+    good = {"id": "example::step-2", "justification": "known"}
+    by_label = {"interpretation": "I-48", "justification": "asks early"}
+
+    def problems(*entries: Any) -> list[str]:
+        file = tmp_path / "x.deviations.json"
+        file.write_text(json.dumps({"deviations": list(entries)}), encoding="utf-8")
+        report = check.Checker(display_root=tmp_path).run([ROOT / "spec-vectors" / "vectors", file])
+        return [str(p) for p in report.problems]
+
+    assert problems(good, by_label) == []
+    assert problems({"id": "example::nope", "justification": "x"}) == [
+        "x.deviations.json: deviations[0]: no vector has id 'example::nope'"
+    ]
+    assert problems(good, good) == [
+        "x.deviations.json: deviations[1]: 'example::step-2' is listed twice"
+    ]
+    assert problems({**good, **by_label}) == [
+        "x.deviations.json: deviations[0]: needs exactly one of 'id' and 'interpretation'"
+    ]
+    assert problems({"interpretation": "I-48", "justification": " "}) == [
+        "x.deviations.json: deviations[0]: needs a non-empty 'justification'"
+    ]
+    assert problems({"interpretation": "48", "justification": "x"}) == [
+        "x.deviations.json: deviations[0]: interpretation '48' is not an id like 'I-48'"
+    ]
+    assert problems({"interpretation": "I-99", "justification": "x"}) == [
+        "x.deviations.json: deviations[0]: interpretation I-99 is not in docs/interpretations.md"
+    ]
+    # I-36 is a real interpretation that no vector assertion is labelled with.
+    assert problems({"interpretation": "I-36", "justification": "x"}) == [
+        "x.deviations.json: deviations[0]: no assertion of the vectors checked is labelled "
+        "I-36: it excuses nothing"
+    ]

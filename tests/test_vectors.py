@@ -8,6 +8,7 @@ import json
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,22 @@ import pytest
 from mxresolve import Step
 from mxresolve._tools.cli import main
 from mxresolve._tools.conformance.deviations import (
+    Deviations,
     DeviationsError,
     apply_deviation,
     load_deviations,
 )
 from mxresolve._tools.conformance.harness import run_harness
-from mxresolve._tools.conformance.judge import judge_step
+from mxresolve._tools.conformance.judge import Failure, judge_step
 from mxresolve._tools.conformance.report import render
-from mxresolve._tools.vectors import FEATURES, Vector, load_vectors, run_vector
+from mxresolve._tools.vectors import (
+    FEATURES,
+    StepResult,
+    Vector,
+    VectorResult,
+    load_vectors,
+    run_vector,
+)
 
 VECTORS = load_vectors()
 
@@ -197,6 +206,57 @@ def test_deviations_turn_expected_failures_into_deviations(tmp_path: Path) -> No
             load_deviations(path)
 
 
+def _failing(*failures: Failure) -> VectorResult:
+    step = StepResult(name="resolve", decided_step="4", failures=failures, result=None, observed={})
+    return VectorResult(vector=BY_ID["requests::well-known-then-srv-once"], steps=(step,))
+
+
+def test_a_deviation_for_an_interpretation_excuses_only_its_assertions(tmp_path: Path) -> None:
+    path = tmp_path / "deviations.json"
+    path.write_text(
+        json.dumps({"deviations": [{"interpretation": "I-48", "justification": "asks early"}]})
+    )
+    deviations = load_deviations(path)
+    exact = Failure("INTERPRETATION", "I-48", "DNS queries differ")
+    excused = apply_deviation(_failing(exact, exact), deviations)
+    assert excused.verdict == "deviation"
+    assert excused.to_json()["deviation"] == "I-48: asks early"
+    # A MUST or SHOULD failure, or one at another I-NN, beside it: still a failure.
+    for other in (
+        Failure("MUST", None, "Host header differs"),
+        Failure("SHOULD", None, "cached for 60 s"),
+        Failure("INTERPRETATION", "I-25", "asked _matrix._tcp"),
+    ):
+        assert apply_deviation(_failing(exact, other), deviations).verdict == "fail"
+        assert apply_deviation(_failing(other), deviations).verdict == "fail"
+    both = Deviations(by_interpretation={"I-48": "asks early", "I-25": "asks legacy"})
+    assert apply_deviation(_failing(exact, other), both).verdict == "deviation"
+    for bad in (
+        {"deviations": [{"interpretation": "I-48", "id": "example::step-2", "justification": "x"}]},
+        {"deviations": [{"interpretation": "48", "justification": "x"}]},
+        {"deviations": [{"interpretation": "I-48"}]},
+        {"deviations": [{"interpretation": "I-48", "justification": "x"}] * 2},
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(DeviationsError):
+            load_deviations(path)
+
+
+def test_mxresolve_asking_early_differs_only_where_its_deviations_file_says() -> None:
+    # The shipped file names I-48 alone: every other assertion, results included, passes.
+    deviations = load_deviations(
+        Path(__file__).parent.parent / "spec-vectors/adapters/mxresolve-ask-early.deviations.json"
+    )
+    assert set(deviations.by_interpretation) == {"I-48"}
+    assert not deviations.by_id
+    command = [sys.executable, "-m", "mxresolve._tools.conformance.adapter", "--ask-early"]
+    results, _ = run_harness(command, VECTORS)
+    verdicts = Counter(apply_deviation(r, deviations).verdict for r in results)
+    assert verdicts["fail"] == 0, [r.vector.id for r in results if r.verdict == "fail"]
+    assert verdicts["deviation"] > 100  # asking early shows in most exact request lists
+    assert verdicts["pass"] + verdicts["deviation"] == len(VECTORS)
+
+
 def test_the_conformance_report_tables_every_vector_per_implementation() -> None:
     chosen = [BY_ID["example::step-2"], BY_ID["step4::servfail-as-absent-then-step-6"]]
     ours = {
@@ -216,3 +276,26 @@ def test_the_conformance_report_tables_every_vector_per_implementation() -> None
     assert "| `example::step-2` | MUST | pass | FAIL (MUST) |" in text
     assert "resolve: [MUST] Host header differs" in text
     assert "reading: srv-failure-fails" in text
+
+
+def test_the_conformance_report_gives_each_justification_once() -> None:
+    chosen = [BY_ID["example::step-2"], BY_ID["example::step-3.1"]]
+    run = {"implementation": {"name": "early"}, "results": []}
+    for vector in chosen:
+        result = run_vector(vector).to_json()
+        result |= {"result": "deviation", "deviation": "I-48: asks early"}
+        result["steps"][0]["failures"] = [
+            {"level": "INTERPRETATION", "interpretation": "I-48", "message": f"{vector.id} lists"}
+        ]
+        run["results"].append(result)
+    text = render([run])
+    assert text.count("asks early") == 1
+    assert "1. I-48: asks early" in text
+    assert (
+        "| `example::step-2` | DEVIATION (I-48) | expected [1]: resolve: [I-48] example::step-2"
+        in text
+    )
+    assert (
+        "| `example::step-3.1` | DEVIATION (I-48) | expected [1]: resolve: [I-48] example::step-3.1"
+        in text
+    )

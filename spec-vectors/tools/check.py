@@ -4,7 +4,9 @@ Usage, from the repository root::
 
     python spec-vectors/tools/check.py [PATH ...]
 
-PATH is a vector file or a folder of them (default: spec-vectors/vectors).
+PATH is a vector file, a deviations file (``*.deviations.json``, checked against
+the vectors given with it) or a folder of them (default: spec-vectors/vectors and
+spec-vectors/adapters/*.deviations.json).
 Each problem is printed as ``FILE: VECTOR-ID: MESSAGE`` (``FILE: MESSAGE``
 when no single vector is at fault), then one summary line; the exit status is
 0 when there are no problems and 1 otherwise. Needs only the standard
@@ -31,6 +33,7 @@ SUITE = TOOLS.parent
 ROOT = SUITE.parent
 SCHEMA = SUITE / "schema" / "vectors.v2.schema.json"
 SNAPSHOTS = TOOLS / "spec-snapshots"
+DEVIATIONS_SUFFIX = ".deviations.json"
 
 
 def _load_tool(name: str, file: str) -> ModuleType:
@@ -309,6 +312,7 @@ class Checker:
         self.display_root = display_root if display_root is not None else Path.cwd()
         self._spec_texts: dict[str, str | None] = {}
         self._ids: dict[str, str] = {}
+        self._labels: set[str] = set()  # the I-NN that label some assertion
 
     def run(self, paths: Iterable[Path]) -> Report:
         report = Report()
@@ -318,10 +322,61 @@ class Checker:
                 files.extend(sorted(path.rglob("*.json")))
             else:
                 files.append(path)
+        # Deviations files are checked against the vectors, so after all of them.
+        deviations = [f for f in files if f.name.endswith(DEVIATIONS_SUFFIX)]
         for file in files:
+            if file not in deviations:
+                report.files += 1
+                report.vectors += self.check_file(file, report.problems, report.warnings)
+        for file in deviations:
             report.files += 1
-            report.vectors += self.check_file(file, report.problems, report.warnings)
+            self.check_deviations(file, report.problems)
         return report
+
+    def check_deviations(self, file: Path, problems: list[Problem]) -> None:
+        """An implementation's expected deviations (docs/harness.md, "Deviations")."""
+        name = self._display(file)
+        try:
+            document = parse_json(file.read_bytes())
+        except (OSError, JsonError) as exc:
+            problems.append(Problem(name, None, str(exc)))
+            return
+        entries = document.get("deviations") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            problems.append(Problem(name, None, "expected an object with a 'deviations' list"))
+            return
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            for message in self._deviation_problems(entry, seen):
+                problems.append(Problem(name, None, f"deviations[{index}]: {message}"))
+
+    def _deviation_problems(self, entry: Any, seen: set[str]) -> Iterator[str]:
+        if not isinstance(entry, dict):
+            yield "expected an object"
+            return
+        justification = entry.get("justification")
+        if not (isinstance(justification, str) and justification.strip()):
+            yield "needs a non-empty 'justification'"
+        keys = [key for key in ("id", "interpretation") if key in entry]
+        if len(keys) != 1:
+            yield "needs exactly one of 'id' and 'interpretation'"
+            return
+        value = entry[keys[0]]
+        if not isinstance(value, str):
+            yield f"{keys[0]!r} must be a string"
+            return
+        if value in seen:
+            yield f"{value!r} is listed twice"
+        seen.add(value)
+        if keys[0] == "id":
+            if self._ids and value not in self._ids:
+                yield f"no vector has id {value!r}"
+        elif not re.fullmatch(r"I-[0-9]{2,}", value):
+            yield f"interpretation {value!r} is not an id like 'I-48'"
+        elif self.interpretations is not None and value not in self.interpretations[1]:
+            yield f"interpretation {value} is not in {self.interpretations[0]}"
+        elif self._ids and value not in self._labels:
+            yield f"no assertion of the vectors checked is labelled {value}: it excuses nothing"
 
     def _display(self, file: Path) -> str:
         try:
@@ -584,6 +639,8 @@ class Checker:
                     )
                 )
         for where, level, interpretation in labelled:
+            if interpretation is not None:
+                self._labels.add(interpretation)
             if level == "INTERPRETATION" and interpretation is None:
                 yield f"{where}: level INTERPRETATION needs an 'interpretation' id"
             if interpretation is not None:
@@ -627,7 +684,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(__doc__.strip())
         return 0
-    paths = [Path(a) for a in args] or [SUITE / "vectors"]
+    paths = [Path(a) for a in args] or [
+        SUITE / "vectors",
+        *sorted((SUITE / "adapters").glob("*" + DEVIATIONS_SUFFIX)),
+    ]
     missing = [p for p in paths if not p.exists()]
     if missing:
         print(f"check: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--deviations",
         metavar="FILE",
-        help='expected deviations: {"deviations": [{"id", "justification"}]}',
+        help='expected deviations: {"deviations": [{"id" or "interpretation", "justification"}]}',
     )
     serve = vector_commands.add_parser(
         "serve", help="stand a single-step vector's world up as real servers (black-box mode)"
@@ -252,13 +252,18 @@ def _recovered(result: Resolution | ResolutionFailure) -> str:
 
 
 def _vectors_run(args: argparse.Namespace) -> int:
-    from .conformance.deviations import DeviationsError, apply_deviation, load_deviations
+    from .conformance.deviations import (
+        Deviations,
+        DeviationsError,
+        apply_deviation,
+        load_deviations,
+    )
     from .conformance.harness import MXRESOLVE_IMPLEMENTATION, HarnessError, run_harness
     from .vectors import VectorFormatError, load_vectors, run_vector
 
     try:
         vectors = load_vectors(args.paths)
-        deviations = load_deviations(args.deviations) if args.deviations else {}
+        deviations = load_deviations(args.deviations) if args.deviations else Deviations()
     except (VectorFormatError, DeviationsError) as exc:
         print(f"mxresolve: {exc}", file=sys.stderr)
         return 2

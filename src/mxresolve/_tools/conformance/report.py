@@ -26,7 +26,7 @@ def _cell(text: str) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-def _reason(result: dict[str, Any]) -> str:
+def _reason(result: dict[str, Any], notes: list[str] | None = None) -> str:
     verdict = result["result"]
     if verdict == "skip":
         return str(result.get("skipped", ""))
@@ -41,7 +41,13 @@ def _reason(result: dict[str, Any]) -> str:
             parts.append(f"{step['name']}: [{label}] {failure['message']}")
     reason = "; ".join(parts)
     if verdict == "deviation":
-        reason = f"expected: {result.get('deviation', '')} ({reason})"
+        # The justification once per implementation (notes), the difference on every row.
+        justification = str(result.get("deviation", ""))
+        if notes is None:
+            return f"expected: {justification} ({reason})"
+        if justification not in notes:
+            notes.append(justification)
+        reason = f"expected [{notes.index(justification) + 1}]: {reason}"
     return reason
 
 
@@ -124,9 +130,16 @@ def render(runs: Sequence[dict[str, Any]], *, command_line: str = "nox -s confor
         if not rows:
             out.append("Every vector passed.")
             continue
-        out += ["| Vector | Result | Reason |", "| --- | --- | --- |"]
-        for r in rows:
-            out.append(f"| `{r['id']}` | {_label(r)} | {_cell(_reason(r))} |")
+        notes: list[str] = []
+        table = [f"| `{r['id']}` | {_label(r)} | {_cell(_reason(r, notes))} |" for r in rows]
+        if notes:
+            out += [
+                "Expected deviations, as the implementation's deviations file justifies them:",
+                "",
+            ]
+            out += [f"{n}. {' '.join(note.split())}" for n, note in enumerate(notes, 1)]
+            out.append("")
+        out += ["| Vector | Result | Reason |", "| --- | --- | --- |", *table]
     return "\n".join(out) + "\n"
 
 
