@@ -68,6 +68,47 @@ def test_resolving_an_ip_literal_loads_no_dns_resolver_and_no_ca_bundle() -> Non
     assert sorted(loaded & {"dns.resolver", "dns.asyncresolver", "importlib.metadata"}) == []
 
 
+# The blocking path must not pay for the asyncio half of mxresolve (asyncio pulls in
+# concurrent.futures' process pool, subprocess and more), nor for h11 when it fetches nothing.
+NOT_FOR_AN_IP_LITERAL = (
+    "asyncio",
+    "h11",
+    "mxresolve._io.aio_resolver",
+    "mxresolve._io.aio_net",
+    "mxresolve._io.aio_https_transport",
+    "mxresolve._io.aio_dns_transport",
+)
+
+
+def test_blocking_resolve_of_an_ip_literal_imports_no_asyncio_and_no_h11() -> None:
+    code = (
+        "from mxresolve import Resolver\n"
+        "assert Resolver().resolve('8.8.8.8:8448').step.value == '1'"
+    )
+    loaded = _loaded_after(code)
+    assert "mxresolve._io.resolver" in loaded  # the probe did drive the blocking resolver
+    assert sorted(loaded & set(NOT_FOR_AN_IP_LITERAL)) == []
+
+
+def test_cli_resolve_of_an_ip_literal_imports_no_asyncio_and_no_h11() -> None:
+    code = (
+        "import contextlib, io\nfrom mxresolve._tools.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    code = main(['resolve', '8.8.8.8:8448'])\n"
+        "assert code in (0, None), code\n"
+        "assert 'Step 1' in out.getvalue(), out.getvalue()"
+    )
+    loaded = _loaded_after(code)
+    assert "mxresolve._io.resolver" in loaded
+    assert sorted(loaded & set(NOT_FOR_AN_IP_LITERAL)) == []
+
+
+def test_the_asyncio_driver_still_loads_its_half() -> None:
+    loaded = _loaded_after("from mxresolve import AsyncResolver\nAsyncResolver()")
+    assert {"asyncio", "mxresolve._io.aio_resolver"} <= loaded
+
+
 def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
     code = (
         "import mxresolve\n"

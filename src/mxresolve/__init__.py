@@ -55,21 +55,14 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time s
         SrvTargetAliasPolicy,
     )
     from ._core.srv import order_srv_records
+    from ._io.aio_dns_transport import AsyncDnspythonTransport
+    from ._io.aio_https_transport import AsyncH11HttpsTransport
+    from ._io.aio_resolver import AsyncResolver
     from ._io.client_discovery import async_discover_client, discover_client
-    from ._io.dns_transport import (
-        AsyncDnspythonTransport,
-        AsyncDnsTransport,
-        DnspythonTransport,
-        DnsTransport,
-    )
+    from ._io.dns_transport import AsyncDnsTransport, DnspythonTransport, DnsTransport
     from ._io.fakeworld import FakeWorld, WorldError
-    from ._io.https_transport import (
-        AsyncH11HttpsTransport,
-        AsyncHttpsTransport,
-        H11HttpsTransport,
-        HttpsTransport,
-    )
-    from ._io.resolver import AsyncResolver, Resolver
+    from ._io.https_transport import AsyncHttpsTransport, H11HttpsTransport, HttpsTransport
+    from ._io.resolver import Resolver
 
 __version__ = "0.1.0"
 
@@ -180,17 +173,17 @@ _LAZY: dict[str, str] = {
     "order_srv_records": "._core.srv",
     "async_discover_client": "._io.client_discovery",
     "discover_client": "._io.client_discovery",
-    "AsyncDnspythonTransport": "._io.dns_transport",
+    "AsyncDnspythonTransport": "._io.aio_dns_transport",
     "AsyncDnsTransport": "._io.dns_transport",
     "DnspythonTransport": "._io.dns_transport",
     "DnsTransport": "._io.dns_transport",
     "FakeWorld": "._io.fakeworld",
     "WorldError": "._io.fakeworld",
-    "AsyncH11HttpsTransport": "._io.https_transport",
+    "AsyncH11HttpsTransport": "._io.aio_https_transport",
     "AsyncHttpsTransport": "._io.https_transport",
     "H11HttpsTransport": "._io.https_transport",
     "HttpsTransport": "._io.https_transport",
-    "AsyncResolver": "._io.resolver",
+    "AsyncResolver": "._io.aio_resolver",
     "Resolver": "._io.resolver",
 }
 

@@ -17,13 +17,10 @@ from .._core.client_discovery import ClientDiscovery, ClientDiscoveryMachine, Cl
 from .._core.errors import InvalidSettings, LocalProtocolError
 from .._core.events import NEED_RESULTS, HttpsFailure, HttpsFailureKind, HttpsGet, Outcome
 from .._core.settings import IpPolicy, Settings
-from .dns_transport import AsyncDnspythonTransport, DnspythonTransport
-from .https_transport import (
-    AsyncH11HttpsTransport,
-    AsyncHttpsTransport,
-    H11HttpsTransport,
-    HttpsTransport,
-)
+from .aio_dns_transport import AsyncDnspythonTransport
+from .aio_https_transport import AsyncH11HttpsTransport
+from .dns_transport import DnspythonTransport
+from .https_transport import AsyncHttpsTransport, H11HttpsTransport, HttpsTransport
 from .net import make_ssl_context
 
 __all__ = ["async_discover_client", "discover_client"]

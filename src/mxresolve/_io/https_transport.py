@@ -7,15 +7,16 @@ else and refuses addresses the IP policy refuses), races the connections,
 verifies the certificate for the URL's host, and reads within the time and size
 limits.
 Whatever goes wrong comes back as an :class:`~mxresolve.HttpsFailure`.
+The asyncio transport is in :mod:`.aio_https_transport`, so that blocking
+programs never import asyncio; what the two share is here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import ssl
 import time
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from .._core.events import (
     DnsQuery,
@@ -29,16 +30,17 @@ from .._core.events import (
 )
 from .._core.settings import IpPolicy
 from .dns_transport import AsyncDnsTransport, DnsTransport
-from .http1 import Http1Exchange
 from .net import (
     ConnectFailed,
-    async_connect_tcp,
     classify_error,
     connect_tcp,
     default_ssl_context,
 )
 
-__all__ = ["AsyncH11HttpsTransport", "AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
+if TYPE_CHECKING:
+    from .http1 import Http1Exchange
+
+__all__ = ["AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
 
 MAX_HEADER_BYTES = 16 * 1024
 D = TypeVar("D", DnsTransport, AsyncDnsTransport)
@@ -108,6 +110,13 @@ class _H11Transport(Generic[D]):
     def _ssl(self) -> ssl.SSLContext:
         return self._own_ssl if self._own_ssl is not None else default_ssl_context()
 
+    def _exchange(self, request: HttpsGet) -> Http1Exchange:
+        # h11 is imported with the first fetch: a resolution that fetches nothing (an IP
+        # literal, a cached name) should not pay for it at start-up.
+        from .http1 import Http1Exchange
+
+        return Http1Exchange(request, max_header_bytes=self._max_header_bytes)
+
 
 class H11HttpsTransport(_H11Transport[DnsTransport]):
     """Blocking HTTPS GET (one hop) over h11 and ``ssl``."""
@@ -127,7 +136,7 @@ class H11HttpsTransport(_H11Transport[DnsTransport]):
             raw = connect_tcp(addresses, request.port, deadline)
         except ConnectFailed as exc:
             return HttpsFailure(kind=exc.kind, message=exc.message)
-        exchange = Http1Exchange(request, max_header_bytes=self._max_header_bytes)
+        exchange = self._exchange(request)
         connecting = True
         try:
             raw.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -150,61 +159,3 @@ class H11HttpsTransport(_H11Transport[DnsTransport]):
             )
         finally:
             raw.close()
-
-
-class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
-    """The asyncio form of :class:`H11HttpsTransport`."""
-
-    async def fetch(self, request: HttpsGet, timeout: float) -> HttpsResponse | HttpsFailure:
-        deadline = time.monotonic() + timeout
-        try:
-            return await asyncio.wait_for(self._fetch(request, deadline), timeout)
-        except asyncio.TimeoutError:
-            return HttpsFailure(kind=HttpsFailureKind.READ_TIMEOUT, message="no response in time")
-
-    async def _fetch(self, request: HttpsGet, deadline: float) -> HttpsResponse | HttpsFailure:
-        addresses = _given(request) or _literal(request.host, self._policy)
-        if addresses is None:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            results = await asyncio.gather(
-                *(self._dns.query(q, remaining) for q in _queries(request.host))
-            )
-            addresses = _allowed(request.host, list(results), self._policy)
-        if isinstance(addresses, HttpsFailure):
-            return addresses
-        try:
-            raw = await async_connect_tcp(addresses, request.port, deadline)
-        except ConnectFailed as exc:
-            return HttpsFailure(kind=exc.kind, message=exc.message)
-        exchange = Http1Exchange(request, max_header_bytes=self._max_header_bytes)
-        connecting = True
-        writer: asyncio.StreamWriter | None = None
-        try:
-            reader, writer = await asyncio.open_connection(
-                sock=raw,
-                ssl=self._ssl,
-                server_hostname=request.host,
-                ssl_handshake_timeout=max(deadline - time.monotonic(), 0.001),
-            )
-            connecting = False
-            writer.write(exchange.request_bytes())
-            await writer.drain()
-            while True:
-                outcome = exchange.receive(await reader.read(_READ_CHUNK))
-                if outcome is not None:
-                    return outcome
-        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-            return HttpsFailure(
-                kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
-            )
-        finally:
-            if writer is not None:
-                writer.close()
-                # A peer that never answers the TLS close must not hold us up, nor keep
-                # the socket open until the garbage collector finds it.
-                try:
-                    await asyncio.wait_for(writer.wait_closed(), 1.0)
-                except Exception:
-                    writer.transport.abort()
-            else:
-                raw.close()

@@ -2,12 +2,12 @@
 
 Shared by the HTTPS transports (the well-known fetch) and ``connect()`` (the
 federation connection itself). Exceptions from ``socket`` and ``ssl`` are
-mapped here, once, onto :class:`~mxresolve.HttpsFailureKind`.
+mapped here, once, onto :class:`~mxresolve.HttpsFailureKind`. The asyncio form
+of the racing is in :mod:`.aio_net`, so that blocking programs never import asyncio.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import ipaddress
@@ -24,7 +24,6 @@ from .._core.events import HttpsFailureKind
 
 __all__ = [
     "ConnectFailed",
-    "async_connect_tcp",
     "classify_error",
     "connect_tcp",
     "default_ssl_context",
@@ -189,57 +188,3 @@ def connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.
             with contextlib.suppress(OSError):
                 key.fileobj.close()  # type: ignore[union-attr]
         selector.close()
-
-
-async def async_connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.socket:
-    """The asyncio form of :func:`connect_tcp`: staggered attempts, first one wins."""
-    loop = asyncio.get_running_loop()
-    ordered = interleave(addresses)
-    errors: list[tuple[str, BaseException]] = []
-    winner: socket.socket | None = None
-
-    async def attempt(address: str) -> socket.socket:
-        sock = tcp_socket(address)
-        try:
-            await loop.sock_connect(sock, (address, port))
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    tasks: dict[asyncio.Task[socket.socket], str] = {}
-    try:
-        index = 0
-        while winner is None:
-            now = time.monotonic()
-            if now >= deadline:
-                raise ConnectFailed(
-                    HttpsFailureKind.CONNECT_TIMEOUT, f"no connection to port {port} in time"
-                )
-            if index < len(ordered):
-                task = asyncio.ensure_future(attempt(ordered[index]))
-                tasks[task] = ordered[index]
-                index += 1
-            elif not tasks:
-                raise _summary(errors)
-            wait = deadline - now if index >= len(ordered) else min(ATTEMPT_DELAY, deadline - now)
-            done, _ = await asyncio.wait(
-                tasks, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in done:
-                address = tasks.pop(task)
-                exc = task.exception()
-                if exc is None and winner is None:
-                    winner = task.result()
-                elif exc is None:
-                    task.result().close()
-                else:
-                    errors.append((address, exc))
-        return winner
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                sock = await task
-                sock.close()

@@ -31,8 +31,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._core.errors import ResolutionError
 from .._core.events import ResolutionFailure, Target
+from .._io.aio_resolver import AsyncResolver, async_open_target
 from .._io.net import ConnectFailed
-from .._io.resolver import DEFAULT_CONNECT_TIMEOUT, AsyncResolver, async_open_target
+from .._io.resolver import DEFAULT_CONNECT_TIMEOUT
 from ._federation import SCHEME, Attempt, Attempts, server_name_from_url
 
 if TYPE_CHECKING:

@@ -37,14 +37,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._core.errors import ResolutionError
 from .._core.events import HttpsFailureKind, ResolutionFailure, Target
+from .._io.aio_resolver import AsyncResolver, async_connect_target
 from .._io.net import ConnectFailed
-from .._io.resolver import (
-    DEFAULT_CONNECT_TIMEOUT,
-    AsyncResolver,
-    Resolver,
-    async_connect_target,
-    connect_target,
-)
+from .._io.resolver import DEFAULT_CONNECT_TIMEOUT, Resolver, connect_target
 from ._federation import (
     SCHEME,
     Attempt,

@@ -10,8 +10,9 @@ import time
 from dataclasses import dataclass
 
 from ..._core.events import HttpsFailure, HttpsFailureKind, HttpsGet, HttpsResponse
+from ..._io.aio_net import async_connect_tcp
 from ..._io.http1 import Http1Exchange
-from ..._io.net import ConnectFailed, async_connect_tcp, classify_error
+from ..._io.net import ConnectFailed, classify_error
 
 __all__ = ["Probe", "TlsFailure", "probe", "unverified_context"]
 

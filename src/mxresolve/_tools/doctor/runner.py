@@ -16,10 +16,10 @@ from ..._core.events import (
 )
 from ..._core.grammar import parse_server_name
 from ..._core.settings import IpPolicy, Settings
-from ..._io.dns_transport import AsyncDnspythonTransport
+from ..._io.aio_dns_transport import AsyncDnspythonTransport
+from ..._io.aio_resolver import AsyncResolver
 from ..._io.https_transport import AsyncHttpsTransport
 from ..._io.net import make_ssl_context
-from ..._io.resolver import AsyncResolver
 from .checks import CHECKS
 from .codes import Area, Severity
 from .context import Context, Options
