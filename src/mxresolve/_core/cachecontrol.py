@@ -13,7 +13,6 @@ We can never revalidate (there is no conditional request in the algorithm), so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 from .events import HttpsResponse
 
@@ -59,6 +58,10 @@ def _delta_seconds(value: str | None) -> int | None:
 def _http_date(value: str | None) -> float | None:
     if value is None:
         return None
+    # Imported here: email.utils is costly to import (email, datetime, calendar...)
+    # and only a response with an Expires header needs it.
+    from email.utils import parsedate_to_datetime
+
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):

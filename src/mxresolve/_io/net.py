@@ -18,8 +18,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-import certifi
-
 from .._core.events import HttpsFailureKind
 
 __all__ = [
@@ -73,6 +71,8 @@ def make_ssl_context(
     CA bundle (or ``cafile``'s CAs instead)."""
     if ssl_context is not None:
         return ssl_context
+    import certifi  # here: it pulls in importlib.resources, which nothing else needs
+
     try:
         context = ssl.create_default_context(cafile=cafile or certifi.where())
     except (OSError, ssl.SSLError) as exc:
