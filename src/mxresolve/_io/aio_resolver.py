@@ -12,7 +12,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.cache import ResolverCache
 from .._core.errors import ConnectError
@@ -29,7 +29,6 @@ from .._core.events import (
 from .._core.grammar import parse_server_name
 from .._core.machine import ResolutionMachine
 from .._core.settings import Settings
-from .._core.store import AsyncCacheStore
 from .aio_dns_transport import AsyncDnspythonTransport
 from .aio_https_transport import AsyncH11HttpsTransport
 from .aio_net import async_connect_tcp
@@ -45,7 +44,10 @@ from .resolver import (
     _timed_out,
     _transport_failure,
 )
-from .sharing import AsyncSharing
+
+if TYPE_CHECKING:  # at run time imported only by a resolver given a store
+    from .._core.store import AsyncCacheStore
+    from .sharing import AsyncSharing
 
 __all__ = ["AsyncResolver", "TimeoutStreamReader", "async_connect_target", "async_open_target"]
 
@@ -105,12 +107,11 @@ class AsyncResolver(_Base):
             )
         )
         self._inflight: dict[str, asyncio.Future[Resolution | ResolutionFailure]] = {}
-        self._sharing = (
-            AsyncSharing(store, self.cache, self.settings, self._clock, None)
-            if store is not None
-            else None
-        )
-        if self._sharing is not None:
+        self._sharing: AsyncSharing | None = None
+        if store is not None:
+            from .sharing import AsyncSharing  # with the store code: most resolvers have none
+
+            self._sharing = AsyncSharing(store, self.cache, self.settings, self._clock, None)
             self._dns = self._sharing.dns(self._dns)
 
     async def resolve(self, server_name: str) -> Resolution:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import TYPE_CHECKING
 
 from .._core.cache import ResolverCache
 from .._core.errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
@@ -38,7 +39,6 @@ from .._core.events import (
 from .._core.grammar import ServerName, parse_server_name
 from .._core.machine import ResolutionMachine
 from .._core.settings import IpPolicy, Settings
-from .._core.store import CacheStore
 from .dns_transport import (
     DnspythonTransport,
     DnsTransport,
@@ -54,7 +54,10 @@ from .net import (
     default_ssl_context,
     make_ssl_context,
 )
-from .sharing import Sharing
+
+if TYPE_CHECKING:  # at run time imported only by a resolver given a store
+    from .._core.store import CacheStore
+    from .sharing import Sharing
 
 __all__ = ["Resolver", "connect_target"]
 
@@ -224,12 +227,11 @@ class Resolver(_Base):
         )
         self._lock = threading.Lock()
         self._inflight: dict[str, Future[Resolution | ResolutionFailure]] = {}
-        self._sharing = (
-            Sharing(store, self.cache, self.settings, self._clock, self._lock)
-            if store is not None
-            else None
-        )
-        if self._sharing is not None:
+        self._sharing: Sharing | None = None
+        if store is not None:
+            from .sharing import Sharing  # with the store code: most resolvers have none
+
+            self._sharing = Sharing(store, self.cache, self.settings, self._clock, self._lock)
             self._dns = self._sharing.dns(self._dns)
 
     def resolve(self, server_name: str) -> Resolution:
