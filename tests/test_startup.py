@@ -79,6 +79,7 @@ NOT_FOR_AN_IP_LITERAL = (
     "email.utils",
     "mxresolve._core.store",
     "mxresolve._io.sharing",
+    "pathlib",  # only the CLI's conformance subcommands read or write files
     "mxresolve._io.aio_resolver",
     "mxresolve._io.aio_net",
     "mxresolve._io.aio_https_transport",

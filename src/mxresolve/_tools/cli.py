@@ -38,7 +38,6 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 # Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
@@ -336,6 +335,8 @@ def _one_vector(paths: list[str] | None, vector_id: str) -> Vector | None:
 
 
 def _vectors_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .conformance import netns, serve
 
     vector = _one_vector(args.vectors, args.vector_id)
@@ -369,6 +370,8 @@ def _vectors_serve(args: argparse.Namespace) -> int:
 
 
 def _vectors_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .conformance.judge import judge_step
     from .conformance.serve import observations_to_result
 
