@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 try:
     import httpcore
@@ -114,6 +114,54 @@ def _mapped(request: httpx.Request) -> Iterator[None]:
         raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
     except tuple(core for core, _ in _EXCEPTIONS) as exc:
         raise _httpx_type(exc)(str(exc), request=request) from exc
+
+
+# --- failover: one decision for both transports ------------------------------------------
+
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpcore.UnsupportedProtocol,
+    *(core for core, _ in _EXCEPTIONS),
+)
+
+
+def _attempt_failed(
+    attempts: Attempts, target: Target, request: httpx.Request, exc: Exception
+) -> None:
+    """Record a failed attempt; return to try the next target, or raise the client's error.
+
+    A connection that could not be made moves on. Once the request may have left, only an
+    idempotent method the caller allows to be retried moves on (``Attempts.may_continue``).
+    """
+    if isinstance(exc, (httpcore.ConnectError, httpcore.ConnectTimeout)):
+        attempts.failed(target, str(exc), request_sent=False)
+        return
+    if isinstance(exc, (httpcore.PoolTimeout, httpcore.UnsupportedProtocol)):
+        with _mapped(request):
+            raise exc
+    attempts.failed(target, f"{type(exc).__name__}: {exc}", request_sent=True)
+    if attempts.may_continue():
+        return
+    raise _httpx_type(exc)(str(attempts.error()), request=request) from exc
+
+
+def _no_target_answered(attempts: Attempts, request: httpx.Request, deadline: Deadline) -> NoReturn:
+    if deadline.expired() and not attempts.tried:
+        raise httpx.ConnectTimeout("the total timeout ran out before a connection", request=request)
+    error = attempts.error()
+    raise FederationConnectError(str(error), request=request, attempts=error.attempts)
+
+
+def _response(
+    response: httpcore.Response,
+    stream: httpx.SyncByteStream | httpx.AsyncByteStream,
+    target: Target,
+) -> httpx.Response:
+    return httpx.Response(
+        status_code=response.status,
+        headers=response.headers,
+        stream=stream,
+        extensions={**response.extensions, "mxresolve.target": target},
+    )
 
 
 # --- the request, as the target needs it ------------------------------------------------
@@ -386,30 +434,13 @@ class MatrixFederationTransport(httpx.BaseTransport):
             core, timeouts = _core_request(request, target, deadline)
             try:
                 response = self._pool(target).handle_request(core)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                attempts.failed(target, str(exc), request_sent=False)
+            except _TRANSPORT_ERRORS as exc:
+                _attempt_failed(attempts, target, request, exc)
                 continue
-            except (httpcore.PoolTimeout, httpcore.UnsupportedProtocol):
-                with _mapped(request):
-                    raise
-            except tuple(core for core, _ in _EXCEPTIONS) as exc:
-                attempts.failed(target, f"{type(exc).__name__}: {exc}", request_sent=True)
-                if attempts.may_continue():
-                    continue
-                raise _httpx_type(exc)(str(attempts.error()), request=request) from exc
             assert isinstance(response.stream, Iterable)
-            return httpx.Response(
-                status_code=response.status,
-                headers=response.headers,
-                stream=_ResponseStream(request, response.stream, timeouts, deadline),
-                extensions={**response.extensions, "mxresolve.target": target},
-            )
-        if deadline.expired() and not attempts.tried:
-            raise httpx.ConnectTimeout(
-                "the total timeout ran out before a connection", request=request
-            )
-        error = attempts.error()
-        raise FederationConnectError(str(error), request=request, attempts=error.attempts)
+            stream = _ResponseStream(request, response.stream, timeouts, deadline)
+            return _response(response, stream, target)
+        _no_target_answered(attempts, request, deadline)
 
     def close(self) -> None:
         with self._lock:
@@ -606,30 +637,13 @@ class AsyncMatrixFederationTransport(httpx.AsyncBaseTransport):
             core, timeouts = _core_request(request, target, deadline)
             try:
                 response = await (await self._pool(target)).handle_async_request(core)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                attempts.failed(target, str(exc), request_sent=False)
+            except _TRANSPORT_ERRORS as exc:
+                _attempt_failed(attempts, target, request, exc)
                 continue
-            except (httpcore.PoolTimeout, httpcore.UnsupportedProtocol):
-                with _mapped(request):
-                    raise
-            except tuple(core for core, _ in _EXCEPTIONS) as exc:
-                attempts.failed(target, f"{type(exc).__name__}: {exc}", request_sent=True)
-                if attempts.may_continue():
-                    continue
-                raise _httpx_type(exc)(str(attempts.error()), request=request) from exc
             assert isinstance(response.stream, AsyncIterable)
-            return httpx.Response(
-                status_code=response.status,
-                headers=response.headers,
-                stream=_AsyncResponseStream(request, response.stream, timeouts, deadline),
-                extensions={**response.extensions, "mxresolve.target": target},
-            )
-        if deadline.expired() and not attempts.tried:
-            raise httpx.ConnectTimeout(
-                "the total timeout ran out before a connection", request=request
-            )
-        error = attempts.error()
-        raise FederationConnectError(str(error), request=request, attempts=error.attempts)
+            stream = _AsyncResponseStream(request, response.stream, timeouts, deadline)
+            return _response(response, stream, target)
+        _no_target_answered(attempts, request, deadline)
 
     async def aclose(self) -> None:
         for pool in self._pools.drain():
