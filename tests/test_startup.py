@@ -70,10 +70,11 @@ def test_resolving_an_ip_literal_loads_no_dns_resolver_and_no_ca_bundle() -> Non
 
 # The blocking path must not pay for the asyncio half of mxresolve (asyncio pulls in
 # concurrent.futures' process pool, subprocess and more), nor for what only a fetch needs:
-# h11, certifi (its CA bundle) and email.utils (HTTP dates in Expires); nor for the shared
-# store code when it has no store.
+# h11, ssl, certifi (its CA bundle) and email.utils (HTTP dates in Expires); nor for the
+# shared store code when it has no store.
 NOT_FOR_AN_IP_LITERAL = (
     "asyncio",
+    "ssl",
     "h11",
     "certifi",
     "email.utils",

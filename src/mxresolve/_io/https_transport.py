@@ -14,7 +14,6 @@ programs never import asyncio; what the two share is here.
 from __future__ import annotations
 
 import ipaddress
-import ssl
 import time
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -38,6 +37,8 @@ from .net import (
 )
 
 if TYPE_CHECKING:
+    import ssl  # at run time with the first TLS context (net.py)
+
     from .http1 import Http1Exchange
 
 __all__ = ["AsyncHttpsTransport", "H11HttpsTransport", "HttpsTransport"]
@@ -153,7 +154,7 @@ class H11HttpsTransport(_H11Transport[DnsTransport]):
                     outcome = exchange.receive(tls.recv(_READ_CHUNK))
                     if outcome is not None:
                         return outcome
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError is an OSError too
             return HttpsFailure(
                 kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
             )

@@ -13,12 +13,15 @@ import errno
 import ipaddress
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .._core.events import HttpsFailureKind
+
+if TYPE_CHECKING:  # ssl costs ~15 ms to import; a blocking resolve that connects nowhere
+    import ssl  # (an IP literal) never needs it, so it loads with the first TLS context
 
 __all__ = [
     "ConnectFailed",
@@ -71,6 +74,8 @@ def make_ssl_context(
     CA bundle (or ``cafile``'s CAs instead)."""
     if ssl_context is not None:
         return ssl_context
+    import ssl
+
     import certifi  # here: it pulls in importlib.resources, which nothing else needs
 
     try:
@@ -95,6 +100,8 @@ def interleave(addresses: Sequence[str]) -> list[str]:
 
 
 def classify_error(exc: BaseException, *, connecting: bool) -> HttpsFailureKind:
+    import ssl
+
     if isinstance(exc, ssl.SSLCertVerificationError):
         return HttpsFailureKind.CERTIFICATE_INVALID
     if isinstance(exc, ssl.SSLError):

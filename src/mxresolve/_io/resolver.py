@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import random as _random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,7 +54,10 @@ from .net import (
     make_ssl_context,
 )
 
-if TYPE_CHECKING:  # at run time imported only by a resolver given a store
+if TYPE_CHECKING:
+    import ssl  # at run time with the first TLS context (net.py): an IP literal never needs it
+
+    # at run time imported only by a resolver given a store
     from .._core.store import CacheStore
     from .sharing import Sharing
 
@@ -386,7 +388,7 @@ def connect_target(target: Target, context: ssl.SSLContext, deadline: float) -> 
         # server_hostname is the TLS name: ssl sends no SNI for an IP address and then
         # checks the certificate's IP entries, as the spec asks (target.sni is None).
         return context.wrap_socket(raw, server_hostname=target.tls_server_name)
-    except (OSError, ssl.SSLError) as exc:
+    except OSError as exc:  # ssl.SSLError is an OSError too
         raw.close()
         raise ConnectFailed(classify_error(exc, connecting=True), str(exc)) from exc
 
