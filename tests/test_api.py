@@ -138,3 +138,20 @@ def test_the_type_check_and_tests_install_every_extra() -> None:
     found = re.search(r'^EXTRAS = "([^"]+)"', (root / "noxfile.py").read_text("utf-8"), re.M)
     assert found is not None
     assert set(found.group(1).split(",")) == extras
+
+
+def test_vectors_run_counts_what_a_vector_ignored_and_lists_it_on_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The bundled demo of ignored unknowns must not flood every run's stderr.
+    assert main(["vectors", "run"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "mxresolve: warning: vector 'format::unknown-fields-ignored' ignored 5 things it "
+        "does not know (--warnings lists them)"
+    ]
+    assert main(["vectors", "run", "--warnings"]) == 0
+    listed = capsys.readouterr().err.splitlines()
+    assert len(listed) == 5
+    assert all("format::unknown-fields-ignored" in line for line in listed)
+    assert any("TXT record" in line for line in listed)

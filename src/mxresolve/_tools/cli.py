@@ -11,10 +11,11 @@
     wrong (docs/doctor.md). Exit 0 if federation works, 1 if it fails.
 
 ``mxresolve vectors run [PATH ...] [--json] [--explain ID ...] [--harness CMD ...]
-[--deviations FILE]``
+[--deviations FILE] [--warnings]``
     Run spec-vectors (the bundled ones by default): one line per vector, then
     the counts; exit 1 if any failed. ``--harness`` runs them against an adapter
-    speaking the harness protocol (docs/harness.md) instead of in-process.
+    speaking the harness protocol (docs/harness.md) instead of in-process. What the
+    loader ignored is counted per vector on stderr; ``--warnings`` lists it.
 
 ``mxresolve vectors serve VECTOR_ID [--record FILE] [--run CMD ...]``
     Stand a single-step vector's world up as real servers (Knot DNS, nginx, a
@@ -108,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CMD",
         nargs=argparse.REMAINDER,
         help="run an adapter speaking the harness protocol (docs/harness.md); must come last",
+    )
+    run.add_argument(
+        "--warnings",
+        action="store_true",
+        help="list every field, key or record the loader ignored (default: a count per vector)",
     )
     run.add_argument(
         "--deviations",
@@ -273,8 +279,7 @@ def _vectors_run(args: argparse.Namespace) -> int:
             print(f"mxresolve: no vector with id {', '.join(map(repr, unknown))}", file=sys.stderr)
             return 2
         vectors = [by_id[i] for i in args.explain]
-    for warning in sorted({w for v in vectors for w in v.warnings}):
-        print(f"mxresolve: warning: {warning}", file=sys.stderr)
+    _print_warnings(vectors, every=args.warnings)
     if args.explain:
         statuses = [_explain(by_id[i]) for i in args.explain]
         return max(statuses)
@@ -412,6 +417,27 @@ def _summary_line(r: VectorResult) -> str:
         labels = sorted({f.interpretation or f.level for s in r.steps for f in s.failures})
         extra = f"  [{', '.join(labels)}]"
     return f"{verdict:<5} {r.vector.id}  (step {decided}){extra}"
+
+
+def _print_warnings(vectors: Sequence[Vector], *, every: bool) -> None:
+    """What the loader ignored: each line with ``every``, else one line per vector.
+
+    The bundled suite has a vector made to show that unknown things are ignored; its five
+    warnings on every run would only teach users to skip the warnings that matter. A warning
+    shared by many vectors (a whole file in an older format) is printed once.
+    """
+    lines: dict[str, None] = {}  # ordered and unique
+    for vector in vectors:
+        warnings = sorted(set(vector.warnings))
+        if every or len(warnings) == 1:
+            lines.update(dict.fromkeys(warnings))
+        elif warnings:
+            lines[
+                f"vector {vector.id!r} ignored {len(warnings)} things it does not know "
+                "(--warnings lists them)"
+            ] = None
+    for line in lines:
+        print(f"mxresolve: warning: {line}", file=sys.stderr)
 
 
 def _explain(vector: Vector) -> int:
