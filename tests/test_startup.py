@@ -7,11 +7,13 @@ dnspython's resolvers built on first use, and one default SSLContext per process
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import certifi
 import pytest
@@ -190,3 +192,25 @@ def test_the_default_context_is_built_once_under_concurrency(
     assert len(built) == 1
     assert len(seen) == 8
     assert all(s is built[0] for s in seen)
+
+
+def test_client_discovery_shares_the_default_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without cafile or ssl_context, nothing builds a context of its own: each would load
+    # certifi's bundle again (tens of milliseconds).
+    from mxresolve import async_discover_client, discover_client
+
+    net.default_ssl_context()
+    built: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    options: dict[str, Any] = {"allow_ips": ["127.0.0.0/8"], "request_timeout": 1.0}
+    discover_client("127.0.0.1:9", **options)  # a refused port: it ends at once
+    asyncio.run(async_discover_client("127.0.0.1:9", **options))
+    assert built == []

@@ -21,7 +21,7 @@ from .aio_dns_transport import AsyncDnspythonTransport
 from .aio_https_transport import AsyncH11HttpsTransport
 from .dns_transport import DnspythonTransport
 from .https_transport import AsyncHttpsTransport, H11HttpsTransport, HttpsTransport
-from .net import make_ssl_context
+from .net import own_ssl_context
 
 __all__ = ["async_discover_client", "discover_client"]
 
@@ -83,7 +83,7 @@ def discover_client(
     if https is None:
         https = H11HttpsTransport(
             DnspythonTransport(nameservers),
-            ssl_context=make_ssl_context(cafile, ssl_context),
+            ssl_context=own_ssl_context(cafile, ssl_context),
             ip_policy=_policy(allow_ips, deny_ips),
         )
     ends = time.monotonic() + deadline
@@ -128,7 +128,7 @@ async def async_discover_client(
     if https is None:
         https = AsyncH11HttpsTransport(
             AsyncDnspythonTransport(nameservers),
-            ssl_context=make_ssl_context(cafile, ssl_context),
+            ssl_context=own_ssl_context(cafile, ssl_context),
             ip_policy=_policy(allow_ips, deny_ips),
         )
     transport = https

@@ -30,6 +30,7 @@ __all__ = [
     "default_ssl_context",
     "interleave",
     "make_ssl_context",
+    "own_ssl_context",
     "tcp_socket",
 ]
 
@@ -65,6 +66,17 @@ def default_ssl_context() -> ssl.SSLContext:
                 _default_context = make_ssl_context()
             context = _default_context
     return context
+
+
+def own_ssl_context(
+    cafile: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> ssl.SSLContext | None:
+    """The context a caller asked for, or None when they asked for none: then the holder
+    uses :func:`default_ssl_context` when it first connects, and no CA bundle is loaded
+    again for it."""
+    if cafile is None and ssl_context is None:
+        return None
+    return make_ssl_context(cafile, ssl_context)
 
 
 def make_ssl_context(

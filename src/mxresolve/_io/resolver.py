@@ -51,7 +51,7 @@ from .net import (
     classify_error,
     connect_tcp,
     default_ssl_context,
-    make_ssl_context,
+    own_ssl_context,
 )
 
 if TYPE_CHECKING:
@@ -100,11 +100,7 @@ class _Base:
         self.cache = cache if cache is not None else ResolverCache()
         self._nameservers = nameservers
         # None: the process's shared default context, built on first use (net.py).
-        self._own_ssl_context = (
-            None
-            if cafile is None and ssl_context is None
-            else make_ssl_context(cafile, ssl_context)
-        )
+        self._own_ssl_context = own_ssl_context(cafile, ssl_context)
         self._request_timeout = float(request_timeout)
         self._clock = clock
         self._random = random if random is not None else _random.Random().random

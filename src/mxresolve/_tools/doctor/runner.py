@@ -19,7 +19,7 @@ from ..._core.settings import IpPolicy, Settings
 from ..._io.aio_dns_transport import AsyncDnspythonTransport
 from ..._io.aio_resolver import AsyncResolver
 from ..._io.https_transport import AsyncHttpsTransport
-from ..._io.net import make_ssl_context
+from ..._io.net import default_ssl_context, own_ssl_context
 from .checks import CHECKS
 from .codes import Area, Severity
 from .context import Context, Options
@@ -93,7 +93,7 @@ async def diagnose(
         options=options,
         resolution=resolution,
         fallback=fallback,
-        ssl_context=make_ssl_context(options.cafile),
+        ssl_context=own_ssl_context(options.cafile) or default_ssl_context(),
         ip_policy=policy,
         dns=AsyncDnspythonTransport(options.nameservers),
     )
