@@ -214,3 +214,9 @@ def test_client_discovery_shares_the_default_context(
     discover_client("127.0.0.1:9", **options)  # a refused port: it ends at once
     asyncio.run(async_discover_client("127.0.0.1:9", **options))
     assert built == []
+
+
+def test_the_blocking_client_discovery_imports_no_asyncio() -> None:
+    loaded = _loaded_after("from mxresolve import discover_client")
+    assert "mxresolve._io.client_discovery" in loaded
+    assert sorted(loaded & {"asyncio", "mxresolve._io.aio_client_discovery"}) == []

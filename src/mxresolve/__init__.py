@@ -55,10 +55,11 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time s
         SrvTargetAliasPolicy,
     )
     from ._core.srv import order_srv_records
+    from ._io.aio_client_discovery import async_discover_client
     from ._io.aio_dns_transport import AsyncDnspythonTransport
     from ._io.aio_https_transport import AsyncH11HttpsTransport
     from ._io.aio_resolver import AsyncResolver
-    from ._io.client_discovery import async_discover_client, discover_client
+    from ._io.client_discovery import discover_client
     from ._io.dns_transport import AsyncDnsTransport, DnspythonTransport, DnsTransport
     from ._io.fakeworld import FakeWorld, WorldError
     from ._io.https_transport import AsyncHttpsTransport, H11HttpsTransport, HttpsTransport
@@ -171,7 +172,7 @@ _LAZY: dict[str, str] = {
     "SrvFailurePolicy": "._core.settings",
     "SrvTargetAliasPolicy": "._core.settings",
     "order_srv_records": "._core.srv",
-    "async_discover_client": "._io.client_discovery",
+    "async_discover_client": "._io.aio_client_discovery",
     "discover_client": "._io.client_discovery",
     "AsyncDnspythonTransport": "._io.aio_dns_transport",
     "AsyncDnsTransport": "._io.dns_transport",

@@ -1,5 +1,6 @@
-"""Client discovery drivers: :func:`discover_client` (blocking) and
-:func:`async_discover_client` (asyncio).
+"""Client discovery drivers: :func:`discover_client` (blocking) here, and
+:func:`~mxresolve._io.aio_client_discovery.async_discover_client` (asyncio) in
+:mod:`.aio_client_discovery`, so that blocking programs never import asyncio.
 
 Both are loops around :class:`~mxresolve._core.client_discovery.ClientDiscoveryMachine`,
 over the same HTTPS transports (and so the same IP policy, TLS checks and
@@ -8,7 +9,6 @@ limits) as the server-name resolvers.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Sequence
@@ -17,13 +17,11 @@ from .._core.client_discovery import ClientDiscovery, ClientDiscoveryMachine, Cl
 from .._core.errors import InvalidSettings, LocalProtocolError
 from .._core.events import NEED_RESULTS, HttpsFailure, HttpsFailureKind, HttpsGet, Outcome
 from .._core.settings import IpPolicy, Settings
-from .aio_dns_transport import AsyncDnspythonTransport
-from .aio_https_transport import AsyncH11HttpsTransport
 from .dns_transport import DnspythonTransport
-from .https_transport import AsyncHttpsTransport, H11HttpsTransport, HttpsTransport
+from .https_transport import H11HttpsTransport, HttpsTransport
 from .net import own_ssl_context
 
-__all__ = ["async_discover_client", "discover_client"]
+__all__ = ["discover_client"]
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0
@@ -104,60 +102,3 @@ def discover_client(
             except Exception as exc:
                 outcome = _raised(exc)
         machine.receive(event, outcome)
-
-
-async def async_discover_client(
-    user_id_or_server_name: str,
-    *,
-    nameservers: Sequence[str] | None = None,
-    cafile: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    allow_ips: Sequence[str] | None = None,
-    deny_ips: Sequence[str] | None = None,
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-    deadline: float = DEFAULT_DEADLINE,
-    support: bool = False,
-    no_response: ClientOutcome = ClientOutcome.FAIL_PROMPT,
-    https: AsyncHttpsTransport | None = None,
-) -> ClientDiscovery:
-    """The asyncio form of :func:`discover_client`; requests of one step run concurrently."""
-    _check_times(request_timeout, deadline)
-    machine = ClientDiscoveryMachine(
-        user_id_or_server_name, support=support, no_response=no_response
-    )
-    if https is None:
-        https = AsyncH11HttpsTransport(
-            AsyncDnspythonTransport(nameservers),
-            ssl_context=own_ssl_context(cafile, ssl_context),
-            ip_policy=_policy(allow_ips, deny_ips),
-        )
-    transport = https
-    ends = time.monotonic() + deadline
-
-    async def perform(request: HttpsGet) -> Outcome:
-        remaining = ends - time.monotonic()
-        if remaining <= 0:
-            return _late(request)
-        try:
-            return await asyncio.wait_for(
-                transport.fetch(request, min(request_timeout, remaining)), remaining
-            )
-        except asyncio.TimeoutError:
-            return _late(request)
-        except Exception as exc:
-            return _raised(exc)
-
-    while True:
-        batch: list[HttpsGet] = []
-        event = machine.next_event()
-        while isinstance(event, HttpsGet):
-            batch.append(event)
-            event = machine.next_event()
-        if isinstance(event, ClientDiscovery):
-            return event
-        if not batch:
-            raise LocalProtocolError("the machine waits for results nobody is computing")
-        for request, outcome in zip(
-            batch, await asyncio.gather(*(perform(r) for r in batch)), strict=True
-        ):
-            machine.receive(request, outcome)

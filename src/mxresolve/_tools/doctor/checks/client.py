@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...._core.client_discovery import CLIENT_WELL_KNOWN_PATH, SUPPORT_PATH, ClientOutcome
-from ...._io.client_discovery import async_discover_client
+from ...._io.aio_client_discovery import async_discover_client
 from ..codes import Area, Severity
 from ..context import Context
 from ..report import Check
