@@ -121,6 +121,10 @@ NOT_FOR_AN_IP_LITERAL = (
     "mxresolve._io.sharing",
     "pathlib",  # only the CLI's conformance subcommands read or write files
     "shutil",  # argparse imports it for the terminal's width (and bz2, lzma, zlib with it)
+    "secrets",  # DNS query IDs come from os.urandom: secrets imports hmac and hashlib
+    "hashlib",
+    "dns.ipv4",  # the DNS fast path's address decoding: only an answer needs it
+    "dns.ipv6",
     "mxresolve._io.aio_resolver",
     "mxresolve._io.aio_net",
     "mxresolve._io.aio_https_transport",
