@@ -125,6 +125,8 @@ NOT_FOR_AN_IP_LITERAL = (
     "hashlib",
     "dns.ipv4",  # the DNS fast path's address decoding: only an answer needs it
     "dns.ipv6",
+    "socket",  # net.py and the DNS transport import it where they make a socket
+    "selectors",
     "mxresolve._io.aio_resolver",
     "mxresolve._io.aio_net",
     "mxresolve._io.aio_https_transport",
