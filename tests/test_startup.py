@@ -35,6 +35,7 @@ HEAVY = (
     "mxresolve._io.resolver",
     "mxresolve._core.machine",
     "mxresolve._core.cache",
+    "typing",  # with re, enum and contextlib, most of a bare import's cost (TYPE_CHECKING)
 )
 
 
@@ -59,9 +60,9 @@ def test_help_loads_no_resolver() -> None:
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     )
     assert "argparse" in loaded  # the probe did build the parser
-    # shutil: argparse's own terminal width (bz2, lzma, zlib); the doctor: its arguments are
-    # added only when `mxresolve doctor` runs.
-    not_for_help = {"asyncio", "dns.resolver", "mxresolve._io.resolver", "ssl", "shutil"}
+    # shutil: argparse's own terminal width (bz2, lzma, zlib); typing: only type checkers need
+    # it there; the doctor: its arguments are added only when `mxresolve doctor` runs.
+    not_for_help = {"asyncio", "dns.resolver", "mxresolve._io.resolver", "ssl", "shutil", "typing"}
     assert sorted(loaded & (not_for_help | {"mxresolve._tools.doctor"})) == []
 
 

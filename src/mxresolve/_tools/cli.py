@@ -39,11 +39,14 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 # Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
-# needs no network does not pay for the rest (docs/performance.md, start-up).
+# needs no network does not pay for the rest (docs/performance.md, start-up). Not even
+# typing: `--help` needs none of it (see TYPE_CHECKING in mxresolve/__init__.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .._core.events import Resolution, ResolutionFailure
     from .vectors import Vector, VectorResult
 
