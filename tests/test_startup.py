@@ -128,6 +128,7 @@ NOT_FOR_AN_IP_LITERAL = (
     "dns.ipv6",
     "socket",  # net.py and the DNS transport import it where they make a socket
     "selectors",
+    "urllib.parse",  # only a well-known redirect needs it
     "mxresolve._io.aio_resolver",
     "mxresolve._io.aio_net",
     "mxresolve._io.aio_https_transport",
