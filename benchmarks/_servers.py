@@ -12,7 +12,8 @@ Caddy (Go crypto/tls), each from a fresh resolver:
   resolvematrix (their drivers' ``cold_each`` mode).
 
 Start-up (``startup``): fresh interpreters, run in turn in one loop (``python -c pass`` first
-in every turn) so that drift affects them alike; and ``Resolver()`` constructions in-process.
+in every turn) so that drift affects them alike, each timed from spawn to exit by
+``timed_run``; and ``Resolver()`` constructions in-process.
 """
 
 from __future__ import annotations
