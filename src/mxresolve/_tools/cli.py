@@ -61,7 +61,7 @@ def _terminal_columns() -> int:
     """``shutil.get_terminal_size().columns``, as argparse sizes its help by it.
 
     argparse imports shutil for this in every formatter it makes, and shutil imports bz2,
-    lzma, zlib and fnmatch: more than all the rest of a resolve of an IP literal.
+    lzma, zlib and fnmatch: milliseconds, more than resolving an IP literal itself takes.
     """
     try:
         columns = int(os.environ["COLUMNS"])
@@ -77,6 +77,8 @@ def _terminal_columns() -> int:
 
 
 class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter and width, sized without shutil (see _terminal_columns)."""
+
     def __init__(
         self,
         prog: str,
