@@ -12,7 +12,8 @@ Caddy (Go crypto/tls), each from a fresh resolver:
   resolvematrix (their drivers' ``cold_each`` mode).
 
 Start-up (``startup``): fresh interpreters, run in turn in one loop (``python -c pass`` first
-in every turn) so that drift affects them alike; and ``Resolver()`` constructions in-process.
+in every turn) so that drift affects them alike, each timed from spawn to exit by
+``timed_run``; and ``Resolver()`` constructions in-process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -240,6 +242,41 @@ def compile_package(directory: Path) -> None:
     compileall.compile_dir(str(directory), quiet=1)
 
 
+def timed_run(argv: Sequence[str], env: dict[str, str] | None = None, limit: float = 60.0) -> float:
+    """Wall time of one child process from spawn to exit, in seconds; raises if it fails.
+
+    ``subprocess.run(..., timeout=...)`` would poll the child with sleeps that double from
+    0.5 ms to 50 ms, rounding every sample up to the next poll (15.5, 31.5, 63.5 ms ...).
+    Here the wait blocks in ``waitpid`` and a watchdog thread kills a child still running
+    after ``limit`` seconds, so the loop stays bounded without quantising what it measures.
+    """
+    child: list[subprocess.Popen[bytes]] = []
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        for process in child:
+            process.kill()
+
+    watchdog = threading.Timer(limit, kill)
+    watchdog.start()  # before the clock starts: its thread's start-up is not the child's
+    try:
+        t0 = time.perf_counter()
+        with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) as process:
+            child.append(process)
+            if expired.is_set():  # the watchdog fired before it could see the child
+                process.kill()
+            returncode = process.wait()
+            elapsed = time.perf_counter() - t0
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(list(argv), limit)
+    if returncode != 0:
+        raise subprocess.CalledProcessError(returncode, list(argv))
+    return elapsed
+
+
 def startup(turns: int) -> dict[str, Any]:
     import mxresolve
 
@@ -265,9 +302,7 @@ def startup(turns: int) -> dict[str, Any]:
     samples: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(turns):
         for key, argv in commands.items():
-            t0 = time.perf_counter()
-            subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, timeout=60)
-            samples[key].append(time.perf_counter() - t0)
+            samples[key].append(timed_run(argv))
     second = subprocess.run(
         [py, "-c", _SECOND_RESOLVER], capture_output=True, text=True, check=True, timeout=60
     )

@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _servers import compile_package
+from _servers import compile_package, timed_run
 from _world import BenchWorld
 
 from netns import enter_private_network
@@ -102,15 +102,7 @@ def startup_ab(revision: str, turns: int) -> int:
             for key, argv in STARTUP_COMMANDS.items():
                 for variant in order:
                     env = {**os.environ, "PYTHONPATH": str(sources[variant])}
-                    t0 = time.perf_counter()
-                    subprocess.run(
-                        [sys.executable, *argv],
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        check=True,
-                        timeout=60,
-                    )
-                    samples[variant][key].append(time.perf_counter() - t0)
+                    samples[variant][key].append(timed_run([sys.executable, *argv], env=env))
     print(f"baseline: {revision} ; candidate: the working tree ({ROOT / 'src'})")
     print(f"{turns} turns, each command alternating baseline and candidate; medians\n")
     print("| command | baseline | candidate | baseline / candidate |")

@@ -7,6 +7,7 @@ dnspython's resolvers built on first use, and one default SSLContext per process
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import ssl
@@ -34,6 +35,7 @@ HEAVY = (
     "mxresolve._io.resolver",
     "mxresolve._core.machine",
     "mxresolve._core.cache",
+    "typing",  # with re, enum and contextlib, most of a bare import's cost (TYPE_CHECKING)
 )
 
 
@@ -57,7 +59,43 @@ def test_help_loads_no_resolver() -> None:
         "import sys\nfrom mxresolve._tools.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     )
-    assert sorted(loaded & {"asyncio", "dns.resolver", "mxresolve._io.resolver", "ssl"}) == []
+    assert "argparse" in loaded  # the probe did build the parser
+    # shutil: argparse's own terminal width (bz2, lzma, zlib); typing: only type checkers need
+    # it there; the doctor: its arguments are added only when `mxresolve doctor` runs.
+    not_for_help = {"asyncio", "dns.resolver", "mxresolve._io.resolver", "ssl", "shutil", "typing"}
+    assert sorted(loaded & (not_for_help | {"mxresolve._tools.doctor"})) == []
+
+
+def test_only_the_subcommand_named_gets_its_arguments() -> None:
+    from mxresolve._tools import cli
+
+    def arguments(argv: list[str]) -> dict[str, list[str]]:
+        parser = cli._parser(argv)
+        (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return {name: [a.dest for a in sub._actions] for name, sub in commands.choices.items()}
+
+    bare = {"resolve": ["help"], "doctor": ["help"], "vectors": ["help"]}
+    assert arguments(["--help"]) == bare
+    resolve = arguments(["resolve", "example.org", "--json"])
+    assert resolve["resolve"][:3] == ["help", "server_name", "json"]
+    assert resolve["doctor"] == resolve["vectors"] == ["help"]
+    assert arguments(["vectors", "run"])["vectors"] == ["help", "vectors_command"]
+
+
+@pytest.mark.parametrize("columns", [None, "120", "37", "0", "-3", "wide"])
+def test_the_help_is_as_wide_as_argparse_would_make_it(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None
+) -> None:
+    import shutil
+
+    from mxresolve._tools import cli
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._terminal_columns() == shutil.get_terminal_size().columns
+    assert cli._HelpFormatter("mxresolve")._width == argparse.HelpFormatter("mxresolve")._width
 
 
 def test_resolving_an_ip_literal_loads_no_dns_resolver_and_no_ca_bundle() -> None:
@@ -83,6 +121,14 @@ NOT_FOR_AN_IP_LITERAL = (
     "mxresolve._core.store",
     "mxresolve._io.sharing",
     "pathlib",  # only the CLI's conformance subcommands read or write files
+    "shutil",  # argparse imports it for the terminal's width (and bz2, lzma, zlib with it)
+    "secrets",  # DNS query IDs come from os.urandom: secrets imports hmac and hashlib
+    "hashlib",
+    "dns.ipv4",  # the DNS fast path's address decoding: only an answer needs it
+    "dns.ipv6",
+    "socket",  # net.py and the DNS transport import it where they make a socket
+    "selectors",
+    "urllib.parse",  # only a well-known redirect needs it
     "mxresolve._io.aio_resolver",
     "mxresolve._io.aio_net",
     "mxresolve._io.aio_https_transport",

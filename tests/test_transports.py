@@ -372,26 +372,16 @@ class _NodelaySpy(socket.socket):
         return super().connect_ex(address)  # type: ignore[arg-type]
 
 
-class _SocketModuleWithSpy:
-    """The ``socket`` module as ``mxresolve._io.net`` sees it, with the spy as its class.
-
-    Only net.py's sockets are spied on (every TCP socket mxresolve makes comes from there;
-    the tests' own servers keep plain sockets). A socket made elsewhere would escape the
-    spy, and then the tests' "some socket connected" assertions fail.
-    """
-
-    socket = _NodelaySpy
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(socket, name)
-
-
 @pytest.fixture
 def nodelay_spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from mxresolve._io import net
+    """Every TCP socket that connects while the test runs, as the spy saw it.
 
+    net.py imports ``socket`` where it makes one (an IP literal makes none), so the spy
+    replaces the class in the module itself. The tests' own servers only accept, which
+    records nothing: what connects is mxresolve's.
+    """
     _NodelaySpy.seen = []
-    monkeypatch.setattr(net, "socket", _SocketModuleWithSpy())
+    monkeypatch.setattr(socket, "socket", _NodelaySpy)
     return _NodelaySpy.seen
 
 

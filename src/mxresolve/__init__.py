@@ -11,9 +11,13 @@ Everything in ``__all__`` is the public API; modules starting with ``_`` are not
 """
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+# typing.TYPE_CHECKING without importing typing, which (with re, enum and contextlib) would
+# be most of what `import mxresolve` costs; type checkers give this name typing's meaning.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__
+    from typing import Any
+
     from ._core.cache import ResolverCache, WellKnownEntry
     from ._core.client_discovery import ClientDiscovery, ClientDiscoveryMachine, ClientOutcome
     from ._core.errors import (
@@ -189,7 +193,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ never checked.
 from __future__ import annotations
 
 import json
-from urllib.parse import urljoin, urlsplit
 
 from .errors import InvalidServerName
 from .events import HttpsGet
@@ -67,6 +66,8 @@ def redirect_request(current: HttpsGet, location: str | None) -> HttpsGet:
     location = location.strip()
     if not location.isascii() or any(ord(c) < 0x21 for c in location):
         raise RedirectRefused(f"the Location {location!r} has characters a URL cannot contain")
+    from urllib.parse import urljoin, urlsplit  # here: only a redirect needs it
+
     try:
         url = urljoin(current.url, location)
         parts = urlsplit(url)

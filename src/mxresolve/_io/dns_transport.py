@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import enum
 import ipaddress
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -26,7 +25,10 @@ from .dns_wire import decode_response, encode_query, is_reply_to
 # dnspython's resolvers are imported when a transport first needs one: importing them costs
 # more than the rest of mxresolve (importlib.metadata among others), and the fast path
 # answers most queries without them. Past that point `dns.resolver` etc. are bound.
+# socket, a few milliseconds, loads with the first query's socket: an IP literal asks none.
 if TYPE_CHECKING:
+    import socket
+
     import dns.asyncresolver
     import dns.nameserver
     import dns.rdatatype
@@ -190,6 +192,8 @@ def _rotated(resolver: _R) -> _R:
 
 
 def _udp_socket(server: tuple[str, int]) -> socket.socket:
+    import socket  # here: see the imports above
+
     family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)  # a fresh random source port per query
     try:

@@ -10,13 +10,14 @@ most of a query's time (see docs/performance.md).
 
 from __future__ import annotations
 
-import secrets
+import os
 import struct
 
-import dns.ipv4
-import dns.ipv6
-
 from .._core.events import DnsResult, DnsStatus, RecordType, SrvRecord
+
+# dnspython's dns.ipv4 and dns.ipv6 (and dns.exception with them) are imported by the first
+# address decoded (_rdata): a resolution that sends no query, as of an IP literal, never
+# needs them.
 
 __all__ = ["Question", "decode_response", "encode_query"]
 
@@ -52,7 +53,8 @@ def encode_query(qname: str, rdtype: RecordType) -> Question | None:
             return None
         name += bytes((len(label),)) + label
     name += b"\0"
-    qid = secrets.randbits(16)
+    # Unpredictable, as secrets.randbits(16) is; `secrets` would import hmac and hashlib.
+    qid = int.from_bytes(os.urandom(2), "big")
     head = _HEADER.pack(qid, 0x0100, 1, 0, 0, 0)  # RD, one question: as dnspython sends it
     return Question(qid, code, name.lower(), head + name + struct.pack("!HH", code, _IN))
 
@@ -215,10 +217,14 @@ def _rdata(wire: bytes, code: int, rr: _Record) -> str | SrvRecord:
     if code == 1:
         if end - start != 4:
             raise _Unhandled
+        import dns.ipv4  # here: see the note on the imports above
+
         return dns.ipv4.inet_ntoa(wire[start:end])
     if code == 28:
         if end - start != 16:
             raise _Unhandled
+        import dns.ipv6  # here: see the note on the imports above
+
         return dns.ipv6.inet_ntoa(wire[start:end])
     priority, weight, port = struct.unpack_from("!HHH", wire, start)
     target, after = _name(wire, start + 6, end)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import selectors
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -20,8 +18,11 @@ from typing import TYPE_CHECKING
 
 from .._core.events import HttpsFailureKind
 
-if TYPE_CHECKING:  # ssl costs ~15 ms to import; a blocking resolve that connects nowhere
-    import ssl  # (an IP literal) never needs it, so it loads with the first TLS context
+# ssl costs ~15 ms to import, socket and selectors a few: a blocking resolve that connects
+# nowhere (an IP literal) never needs them, so they load with the first TLS context or socket.
+if TYPE_CHECKING:
+    import socket
+    import ssl
 
 __all__ = [
     "ConnectFailed",
@@ -118,7 +119,7 @@ def classify_error(exc: BaseException, *, connecting: bool) -> HttpsFailureKind:
         return HttpsFailureKind.CERTIFICATE_INVALID
     if isinstance(exc, ssl.SSLError):
         return HttpsFailureKind.TLS_HANDSHAKE_FAILED
-    if isinstance(exc, (TimeoutError, socket.timeout)):
+    if isinstance(exc, TimeoutError):  # socket.timeout too: an alias since Python 3.10
         return HttpsFailureKind.CONNECT_TIMEOUT if connecting else HttpsFailureKind.READ_TIMEOUT
     if isinstance(exc, ConnectionRefusedError):
         return HttpsFailureKind.CONNECTION_REFUSED
@@ -130,6 +131,8 @@ def classify_error(exc: BaseException, *, connecting: bool) -> HttpsFailureKind:
 
 
 def _family(address: str) -> socket.AddressFamily:
+    import socket  # here: see the imports above
+
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
@@ -141,6 +144,8 @@ def tcp_socket(address: str) -> socket.socket:
     Finished arrives and delays its ACK (40 ms on Linux). With Nagle on, the request
     written right after the Finished waits for that ACK.
     """
+    import socket  # here: see the imports above
+
     sock = socket.socket(_family(address), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -165,6 +170,9 @@ def connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.
 
     ``deadline`` is on ``time.monotonic()``. Raises :class:`ConnectFailed`.
     """
+    import selectors  # here: see the imports above
+    import socket
+
     ordered = interleave(addresses)
     selector = selectors.DefaultSelector()
     errors: list[tuple[str, BaseException]] = []

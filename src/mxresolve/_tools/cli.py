@@ -38,12 +38,15 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 # Each subcommand imports what it needs when it runs, so that `--help` or a resolve that
-# needs no network does not pay for the rest (docs/performance.md, start-up).
+# needs no network does not pay for the rest (docs/performance.md, start-up). Not even
+# typing: `--help` needs none of it (see TYPE_CHECKING in mxresolve/__init__.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .._core.events import Resolution, ResolutionFailure
     from .vectors import Vector, VectorResult
 
@@ -54,21 +57,70 @@ class _UsageError(Exception):
     pass
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, as argparse sizes its help by it.
+
+    argparse imports shutil for this in every formatter it makes, and shutil imports bz2,
+    lzma, zlib and fnmatch: milliseconds, more than resolving an IP literal itself takes.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__
+        try:
+            columns = 0 if stdout is None else os.get_terminal_size(stdout.fileno()).columns
+        except (ValueError, OSError):  # closed, or not a terminal
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own formatter and width, sized without shutil (see _terminal_columns)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        width = _terminal_columns() - 2 if width is None else width  # argparse's own margin
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(formatter_class=_HelpFormatter, **kwargs)
+
     # argparse prints and exits on bad arguments; we need to answer in JSON too.
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line's parser, with arguments only for the subcommands ``argv`` names.
+
+    ``--help`` lists every subcommand from its name and help alone; only a subcommand that
+    parses needs its arguments, and adding them all would cost a few milliseconds of every
+    start (argparse formats each argument as it is added). ``argv`` names the subcommand
+    argparse will dispatch to, since a subcommand is chosen by its exact name.
+    """
     parser = _Parser(
         prog="mxresolve",
         description="Matrix server-name resolution (spec v1.19): run the spec-vectors, "
         "or resolve a server name and explain every step.",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, summary, add_arguments in _COMMANDS:
+        command = commands.add_parser(name, help=summary)
+        if name in argv:
+            add_arguments(command)
+    return parser
 
-    resolve = commands.add_parser("resolve", help="resolve a server name and explain it")
+
+def _resolve_arguments(resolve: argparse.ArgumentParser) -> None:
     resolve.add_argument("server_name", metavar="SERVER_NAME")
     resolve.add_argument("--json", action="store_true", help="print one JSON object")
     resolve.add_argument(
@@ -92,11 +144,14 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="per request (10)"
     )
 
+
+def _doctor_arguments(doctor_parser: argparse.ArgumentParser) -> None:
     from . import doctor  # light: the checks load only when the doctor runs
 
-    doctor.add_parser(commands)
+    doctor.add_arguments(doctor_parser)
 
-    vectors = commands.add_parser("vectors", help="the spec-vectors")
+
+def _vectors_arguments(vectors: argparse.ArgumentParser) -> None:
     vector_commands = vectors.add_subparsers(dest="vectors_command", required=True)
     run = vector_commands.add_parser("run", help="run vectors (default: the bundled set)")
     run.add_argument("paths", nargs="*", metavar="PATH", help="vector files or folders")
@@ -145,13 +200,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("record", metavar="RECORD.json", help="what `vectors serve` recorded")
     check.add_argument("--vectors", action="append", metavar="PATH", help="vector files")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
+
+
+# Each subcommand: its name, its line in `mxresolve --help`, and what adds its arguments.
+_COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("resolve", "resolve a server name and explain it", _resolve_arguments),
+    (
+        "doctor",
+        "check everything a remote homeserver meets, and say how to fix it",
+        _doctor_arguments,
+    ),
+    ("vectors", "the spec-vectors", _vectors_arguments),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(argv).parse_args(argv)
     except _UsageError as exc:
         if ("resolve" in argv or "doctor" in argv) and "--json" in argv:
             _print_json(_error_object(None, "invalid_argument", str(exc)))

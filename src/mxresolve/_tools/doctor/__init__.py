@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_arguments", "run"]
 
 
-def add_parser(commands: Any) -> None:
-    doctor = commands.add_parser(
-        "doctor", help="check everything a remote homeserver meets, and say how to fix it"
-    )
+def add_arguments(doctor: argparse.ArgumentParser) -> None:
+    """The arguments of ``mxresolve doctor`` (its line in ``mxresolve --help`` is the CLI's)."""
     doctor.add_argument("server_name", metavar="SERVER_NAME")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
     doctor.add_argument(
