@@ -9,16 +9,20 @@ share (address choice, the IP policy, TLS settings, the h11 exchange) is in
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.events import HttpsFailure, HttpsFailureKind, HttpsGet, HttpsResponse
 from .aio_net import async_connect_tcp
 from .dns_transport import AsyncDnsTransport
 from .https_transport import _READ_CHUNK, _allowed, _given, _H11Transport, _literal, _queries
 from .net import ConnectFailed, classify_error
+
+if TYPE_CHECKING:
+    from .http1 import Http1Exchange
 
 __all__ = ["AsyncH11HttpsTransport"]
 
@@ -48,12 +52,13 @@ class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
         except ConnectFailed as exc:
             return HttpsFailure(kind=exc.kind, message=exc.message)
         exchange = self._exchange(request)
+        if not _watchable(asyncio.get_running_loop()):
+            return await self._exchange_over_streams(raw, request, exchange, deadline)
         connecting = True
         try:
             # TLS on the bare non-blocking socket, woken by the loop's reader and writer
-            # callbacks: the exchange is one request and one response, so asyncio's
-            # transport, protocol and stream layers would only add work (a fifth of a
-            # cold resolution's CPU). The blocking transport does the same, blocking.
+            # callbacks: one request and one response need none of asyncio's transport,
+            # protocol and stream layers. The blocking transport does the same, blocking.
             tls = self._ssl.wrap_socket(
                 raw, server_hostname=request.host, do_handshake_on_connect=False
             )
@@ -75,6 +80,48 @@ class AsyncH11HttpsTransport(_H11Transport[AsyncDnsTransport]):
                 return HttpsFailure(
                     kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
                 )
+
+    async def _exchange_over_streams(
+        self, raw: socket.socket, request: HttpsGet, exchange: Http1Exchange, deadline: float
+    ) -> HttpsResponse | HttpsFailure:
+        """The same exchange through asyncio's streams, for loops that cannot watch a file
+        descriptor (Windows' proactor loop)."""
+        connecting = True
+        writer: asyncio.StreamWriter | None = None
+        try:
+            reader, writer = await asyncio.open_connection(
+                sock=raw,
+                ssl=self._ssl,
+                server_hostname=request.host,
+                ssl_handshake_timeout=max(deadline - time.monotonic(), 0.001),
+            )
+            connecting = False
+            writer.write(exchange.request_bytes())
+            await writer.drain()
+            while True:
+                outcome = exchange.receive(await reader.read(_READ_CHUNK))
+                if outcome is not None:
+                    return outcome
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            return HttpsFailure(
+                kind=classify_error(exc, connecting=connecting), message=str(exc)[:300]
+            )
+        finally:
+            if writer is not None:
+                writer.close()
+                # A peer that never answers the TLS close must not hold us up, nor keep
+                # the socket open until the garbage collector finds it.
+                try:
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+                except Exception:
+                    writer.transport.abort()
+            else:
+                raw.close()
+
+
+def _watchable(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` has add_reader/add_writer (selector loops and uvloop do)."""
+    return not isinstance(loop, getattr(asyncio, "ProactorEventLoop", ()))
 
 
 _T = TypeVar("_T")
