@@ -80,15 +80,14 @@ def _serve_tls(
         listener.close()
 
 
-def _fetch(ca: trustme.CA, port: int, *, max_body: int = 51200) -> HttpsResponse | HttpsFailure:
+def _fetch(
+    ca: trustme.CA, port: int, *, max_body: int = 51200, path: str = "sync"
+) -> HttpsResponse | HttpsFailure:
+    """One well-known fetch from 127.0.0.1:``port`` by one of the transports' paths: ``sync``,
+    ``async`` (TLS on the bare socket) or ``async-streams`` (the fallback for loops that
+    cannot watch a file descriptor, e.g. Windows' proactor loop)."""
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    transport = H11HttpsTransport(
-        DnspythonTransport(["127.0.0.1:9"]),
-        ssl_context=context,
-        ip_policy=LOOPBACK,
-        max_header_bytes=4096,
-    )
     request = HttpsGet(
         url=f"https://127.0.0.1:{port}/.well-known/matrix/server",
         host="127.0.0.1",
@@ -97,7 +96,32 @@ def _fetch(ca: trustme.CA, port: int, *, max_body: int = 51200) -> HttpsResponse
         host_header=f"127.0.0.1:{port}",
         max_body_bytes=max_body,
     )
-    return transport.fetch(request, timeout=3.0)
+    if path == "sync":
+        transport = H11HttpsTransport(
+            DnspythonTransport(["127.0.0.1:9"]),
+            ssl_context=context,
+            ip_policy=LOOPBACK,
+            max_header_bytes=4096,
+        )
+        return transport.fetch(request, timeout=3.0)
+    from mxresolve._io import aio_https_transport
+
+    async_transport = AsyncH11HttpsTransport(
+        AsyncDnspythonTransport(["127.0.0.1:9"]),
+        ssl_context=context,
+        ip_policy=LOOPBACK,
+        max_header_bytes=4096,
+    )
+    watchable = aio_https_transport._watchable
+    if path == "async-streams":
+        aio_https_transport._watchable = lambda loop: False  # type: ignore[assignment]
+    try:
+        return asyncio.run(async_transport.fetch(request, timeout=3.0))
+    finally:
+        aio_https_transport._watchable = watchable
+
+
+PATHS = ("sync", "async", "async-streams")
 
 
 CASES: dict[str, tuple[bytes, HttpsFailureKind | int]] = {
@@ -135,15 +159,16 @@ CASES: dict[str, tuple[bytes, HttpsFailureKind | int]] = {
 }
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_https_transport_maps_every_misbehaviour(ca: trustme.CA, case: str) -> None:
+def test_https_transport_maps_every_misbehaviour(ca: trustme.CA, case: str, path: str) -> None:
     payload, expected = CASES[case]
 
     def respond(tls: ssl.SSLSocket) -> None:
         tls.sendall(payload)
 
     with contextlib.contextmanager(_serve_tls)(ca, respond) as port:
-        outcome = _fetch(ca, port)
+        outcome = _fetch(ca, port, path=path)
     if isinstance(expected, int):
         assert isinstance(outcome, HttpsResponse), outcome
         assert outcome.status == expected
@@ -152,22 +177,24 @@ def test_https_transport_maps_every_misbehaviour(ca: trustme.CA, case: str) -> N
         assert outcome.kind is expected, outcome
 
 
-def test_https_transport_reports_an_untrusted_certificate(ca: trustme.CA) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_https_transport_reports_an_untrusted_certificate(ca: trustme.CA, path: str) -> None:
     other = trustme.CA()
 
     def respond(tls: ssl.SSLSocket) -> None:
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
     with contextlib.contextmanager(_serve_tls)(other, respond) as port:
-        outcome = _fetch(ca, port)
+        outcome = _fetch(ca, port, path=path)
     assert isinstance(outcome, HttpsFailure)
     assert outcome.kind is HttpsFailureKind.CERTIFICATE_INVALID
 
 
-def test_https_transport_reports_a_refused_connection(ca: trustme.CA) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_https_transport_reports_a_refused_connection(ca: trustme.CA, path: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    outcome = _fetch(ca, port)  # nothing listens there any more
+    outcome = _fetch(ca, port, path=path)  # nothing listens there any more
     assert isinstance(outcome, HttpsFailure)
     assert outcome.kind is HttpsFailureKind.CONNECTION_REFUSED
 

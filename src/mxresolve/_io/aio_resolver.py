@@ -156,30 +156,52 @@ class AsyncResolver(_Base):
     async def _run(self, machine: ResolutionMachine) -> Resolution | ResolutionFailure:
         deadline = time.monotonic() + self.settings.deadline
         limit = self.settings.max_concurrent_requests
+        loop = asyncio.get_running_loop()
         running: dict[asyncio.Task[Outcome], Request] = {}
+        # Finished tasks queue here and wake the loop below through one future: cheaper
+        # than asyncio.wait(), which hooks and unhooks every running task on each pass.
+        finished: list[asyncio.Task[Outcome]] = []
+        wake: asyncio.Future[None] | None = None
+
+        def on_done(task: asyncio.Task[Outcome]) -> None:
+            finished.append(task)
+            if wake is not None:
+                _wake_up(wake)
+
         try:
             while True:
                 event = machine.next_event() if len(running) < limit else NEED_RESULTS
                 if isinstance(event, (DnsQuery, HttpsGet)):
-                    running[asyncio.ensure_future(self._perform(event, deadline))] = event
+                    task = loop.create_task(self._perform(event, deadline))
+                    task.add_done_callback(on_done)
+                    running[task] = event
                     continue
                 if isinstance(event, (Resolution, ResolutionFailure)):
                     return event
-                # NEED_RESULTS: transports honour their own timeouts; the +1 s is a backstop.
-                done, _ = await asyncio.wait(
-                    running,
-                    timeout=max(deadline - time.monotonic(), 0) + 1.0,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done:
-                    for task, request in list(running.items()):
-                        task.cancel()
-                        del running[task]
-                        machine.receive(request, _timed_out(request), now=self._clock())
+                if not finished:
+                    # NEED_RESULTS: transports honour their own timeouts; +1 s is a backstop.
+                    wake = loop.create_future()
+                    backstop = loop.call_later(
+                        max(deadline - time.monotonic(), 0) + 1.0, _wake_up, wake
+                    )
+                    try:
+                        await wake
+                    finally:
+                        backstop.cancel()
+                        wake = None
+                    if not finished:  # the backstop fired
+                        for task, request in list(running.items()):
+                            task.cancel()
+                            del running[task]
+                            machine.receive(request, _timed_out(request), now=self._clock())
+                        continue
+                done, finished[:] = finished[:], []
                 for task in done:
-                    machine.receive(running.pop(task), task.result(), now=self._clock())
+                    if task in running:  # not one the backstop already gave up on
+                        machine.receive(running.pop(task), task.result(), now=self._clock())
         finally:
             for task in running:
+                task.remove_done_callback(on_done)
                 task.cancel()
 
     async def _perform(self, request: Request, deadline: float) -> Outcome:
@@ -217,6 +239,11 @@ class AsyncResolver(_Base):
                 continue
             return reader, writer, candidate
         raise ConnectError(resolution, attempts)
+
+
+def _wake_up(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 class TimeoutStreamReader(asyncio.StreamReader):
