@@ -1,17 +1,25 @@
-"""The blocking Resolver runs a resolution's requests at once (max_concurrent_requests)."""
+"""Both drivers overlap a resolution's requests, up to max_concurrent_requests; the
+blocking one without threads."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import subprocess
 import sys
 import threading
+import time
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import pytest
 
-from mxresolve import AsyncResolver, FakeWorld, Resolver, Settings
+from mxresolve import AsyncResolver, DnspythonTransport, FakeWorld, Resolver, Settings
 from mxresolve._core.events import DnsQuery, DnsResult
+from mxresolve._io.dns_transport import PendingQuery
 
 WORLD = {
     "dns": {"example.org.": {"A": {"records": ["198.51.100.5"]}}},
@@ -22,10 +30,9 @@ WORLD = {
 class _Counting:
     """A DNS transport that answers from the world and records how many were in flight."""
 
-    def __init__(self, world: FakeWorld, barrier: threading.Barrier | None = None) -> None:
+    def __init__(self, world: FakeWorld) -> None:
         self._dns, _ = world.transports()
         self._lock = threading.Lock()
-        self._barrier = barrier
         self.in_flight = self.most = 0
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
@@ -33,8 +40,6 @@ class _Counting:
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
         try:
-            if self._barrier is not None and query.qname == "example.org.":
-                self._barrier.wait()  # AAAA and A: only passes if both are out at once
             return self._dns.query(query, timeout)
         finally:
             with self._lock:
@@ -48,12 +53,120 @@ def _resolver(world: FakeWorld, dns: _Counting, settings: Settings) -> Resolver:
     )
 
 
-def test_aaaa_and_a_are_asked_at_once() -> None:
+class _HoldingNameserver:
+    """A UDP nameserver on 127.0.0.1 that holds back example.org's AAAA and A answers
+    until both questions have arrived (or 2 s passed), noting what happened when.
+
+    It answers example.org A with 198.51.100.5, its AAAA with no records, and every
+    other question NXDOMAIN.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.arrived: list[tuple[float, str, str]] = []  # (when, name, type)
+        self.answered_held_at: float | None = None
+        self.threads_when_released: set[threading.Thread] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> _HoldingNameserver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        held: list[tuple[dns.message.Message, tuple[str, int]]] = []
+        first_held = 0.0
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except OSError:  # the 50 ms timeout: look at the clock and the stop flag
+                wire = b""
+            if wire:
+                request = dns.message.from_wire(wire)
+                question = request.question[0]
+                name, rdtype = str(question.name), dns.rdatatype.to_text(question.rdtype)
+                self.arrived.append((time.monotonic(), name, rdtype))
+                if name == "example.org." and rdtype in ("A", "AAAA"):
+                    first_held = first_held or time.monotonic()
+                    held.append((request, peer))
+                else:
+                    response = dns.message.make_response(request)
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+                    self.sock.sendto(response.to_wire(), peer)
+            both = {dns.rdatatype.to_text(r.question[0].rdtype) for r, _ in held} == {"A", "AAAA"}
+            if held and (both or time.monotonic() - first_held > 2.0):
+                self.threads_when_released = set(threading.enumerate())
+                self.answered_held_at = time.monotonic()
+                for request, peer in held:
+                    response = dns.message.make_response(request)
+                    if request.question[0].rdtype == dns.rdatatype.A:
+                        rrset = dns.rrset.from_text("example.org.", 60, "IN", "A", "198.51.100.5")
+                        response.answer.append(rrset)
+                    self.sock.sendto(response.to_wire(), peer)
+                held = []
+
+
+class _RecordingTransport(DnspythonTransport):
+    """The built-in transport, noting which thread sends each query."""
+
+    def __init__(self, nameservers: list[str]) -> None:
+        super().__init__(nameservers)
+        self.threads: list[int] = []
+
+    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery:
+        self.threads.append(threading.get_ident())
+        return super().start_query(query, timeout)
+
+
+def test_aaaa_and_a_are_out_together_without_a_thread() -> None:
+    # The built-in transport's queries overlap in the calling thread: AAAA and A are
+    # both sent before either is answered, and no thread but the caller's sends one.
     world = FakeWorld(WORLD)
-    dns = _Counting(world, threading.Barrier(2, timeout=5))
-    result = _resolver(world, dns, Settings()).resolve("example.org")
+    _, https = world.transports()
+    with _HoldingNameserver() as nameserver:
+        dns_transport = _RecordingTransport([f"127.0.0.1:{nameserver.port}"])
+        resolver = Resolver(
+            dns=dns_transport, https=https, clock=world.clock, allow_ips=["198.51.100.0/24"]
+        )
+        threads_before = set(threading.enumerate())  # the nameserver's, and any other test's
+        result = resolver.resolve("example.org")
+    assert result.targets[0].addresses == ("198.51.100.5",)
+    held = [when for when, name, rdtype in nameserver.arrived if name == "example.org."]
+    assert len(held) == 2  # AAAA and A, once each
+    assert nameserver.answered_held_at is not None
+    assert max(held) <= nameserver.answered_held_at  # both were out before either answer
+    assert nameserver.answered_held_at - min(held) < 1.0  # not released by the 2 s limit
+    assert dns_transport.threads
+    assert set(dns_transport.threads) == {threading.get_ident()}
+    assert nameserver.threads_when_released  # the release happened, and looked
+    assert nameserver.threads_when_released <= threads_before  # the resolver started none
+
+
+def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread() -> None:
+    # A transport without the two-phase form can only block: its queries run one at a
+    # time in the calling thread, whatever the limit.
+    world = FakeWorld(WORLD)
+    dns_transport = _Counting(world)
+    threads: set[int] = set()
+    original = dns_transport.query
+
+    def query(query: DnsQuery, timeout: float) -> DnsResult:
+        threads.add(threading.get_ident())
+        return original(query, timeout)
+
+    dns_transport.query = query  # type: ignore[method-assign]
+    result = _resolver(world, dns_transport, Settings()).resolve("example.org")
     assert result.step.value == "6"
-    assert dns.most >= 2
+    assert dns_transport.most == 1
+    assert threads == {threading.get_ident()}
 
 
 def test_one_at_a_time_when_the_limit_is_one() -> None:
