@@ -17,7 +17,14 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from mxresolve import AsyncResolver, DnspythonTransport, FakeWorld, Resolver, Settings
+from mxresolve import (
+    AsyncResolver,
+    DnspythonTransport,
+    FakeWorld,
+    Resolver,
+    ResolverCache,
+    Settings,
+)
 from mxresolve._core.events import DnsQuery, DnsResult
 from mxresolve._io.dns_transport import PendingQuery
 
@@ -126,18 +133,33 @@ class _RecordingTransport(DnspythonTransport):
         return super().start_query(query, timeout)
 
 
-def test_aaaa_and_a_are_out_together_without_a_thread() -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "with a shared store"])
+def test_aaaa_and_a_are_out_together_without_a_thread(shared: bool) -> None:
     # The built-in transport's queries overlap in the calling thread: AAAA and A are
     # both sent before either is answered, and no thread but the caller's sends one.
+    # With a shared store too: the store's wrapper keeps the transport's two phases.
     world = FakeWorld(WORLD)
     _, https = world.transports()
+    store = ResolverCache() if shared else None
     with _HoldingNameserver() as nameserver:
         dns_transport = _RecordingTransport([f"127.0.0.1:{nameserver.port}"])
-        resolver = Resolver(
-            dns=dns_transport, https=https, clock=world.clock, allow_ips=["198.51.100.0/24"]
-        )
+
+        def resolver() -> Resolver:
+            return Resolver(
+                dns=dns_transport,
+                https=https,
+                clock=world.clock,
+                allow_ips=["198.51.100.0/24"],
+                store=store,
+            )
+
         threads_before = set(threading.enumerate())  # the nameserver's, and any other test's
-        result = resolver.resolve("example.org")
+        result = resolver().resolve("example.org")
+        if shared:  # another worker: the store answers, nothing is sent
+            asked = len(nameserver.arrived)
+            again = resolver().resolve("example.org")
+            assert again.targets == result.targets
+            assert len(nameserver.arrived) == asked
     assert result.targets[0].addresses == ("198.51.100.5",)
     held = [when for when, name, rdtype in nameserver.arrived if name == "example.org."]
     assert len(held) == 2  # AAAA and A, once each

@@ -14,7 +14,7 @@ import enum
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
 import dns.exception
 
@@ -49,6 +49,22 @@ class DnsTransport(Protocol):
     """Answers one query; never raises for a DNS outcome, only returns it."""
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult: ...
+
+
+class TwoPhaseDnsTransport(DnsTransport, Protocol):
+    """A DNS transport that can also start a query and finish it later (see
+    :class:`DnspythonTransport`), so that one thread can have several out at once."""
+
+    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery: ...
+    def poll_query(self, pending: PendingQuery) -> DnsResult | None: ...
+    def finish_query(self, pending: PendingQuery) -> DnsResult: ...
+
+
+def two_phase(dns: DnsTransport) -> TwoPhaseDnsTransport | None:
+    """``dns`` if it has the two-phase form, else ``None``."""
+    parts = ("start_query", "poll_query", "finish_query")
+    ok = all(callable(getattr(dns, name, None)) for name in parts)
+    return cast(TwoPhaseDnsTransport, dns) if ok else None
 
 
 class AsyncDnsTransport(Protocol):

@@ -16,7 +16,7 @@ import random as _random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING
 
 from .._core.cache import ResolverCache
 from .._core.errors import ConnectError, InvalidSettings, LocalProtocolError, ResolutionError
@@ -41,6 +41,7 @@ from .dns_transport import (
     DnspythonTransport,
     DnsTransport,
     PendingQuery,
+    two_phase,
 )
 from .https_transport import (
     H11HttpsTransport,
@@ -161,14 +162,6 @@ def _transport_failure(request: Request, exc: Exception) -> Outcome:
     return HttpsFailure(kind=HttpsFailureKind.PROTOCOL_ERROR, message=message)
 
 
-class _Startable(Protocol):
-    """The two-phase form of a DNS transport (:class:`DnspythonTransport` has it)."""
-
-    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery: ...
-    def poll_query(self, pending: PendingQuery) -> DnsResult | None: ...
-    def finish_query(self, pending: PendingQuery) -> DnsResult: ...
-
-
 class _Flight:
     """A resolution under way, which other threads resolving the same name wait for."""
 
@@ -266,7 +259,7 @@ class Resolver(_Base):
 
             self._sharing = Sharing(store, self.cache, self.settings, self._clock, self._lock)
             self._dns = self._sharing.dns(self._dns)
-        self._startable = _startable(self._dns)
+        self._two_phase = two_phase(self._dns)
 
     def resolve(self, server_name: str) -> Resolution:
         """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be.
@@ -388,7 +381,7 @@ class _Requests:
     def __init__(self, resolver: Resolver, deadline: float) -> None:
         self._resolver = resolver
         self._deadline = deadline
-        self._dns = resolver._startable
+        self._dns = resolver._two_phase
         self._selector: selectors.BaseSelector | None = None
         self._started: dict[int, PendingQuery] = {}  # by the file descriptor it waits on
         self._waiting: list[tuple[Request, PendingQuery | None]] = []
@@ -494,13 +487,6 @@ def connect_target(target: Target, context: ssl.SSLContext, deadline: float) -> 
     except OSError as exc:  # ssl.SSLError is an OSError too
         raw.close()
         raise ConnectFailed(classify_error(exc, connecting=True), str(exc)) from exc
-
-
-def _startable(dns: DnsTransport) -> _Startable | None:
-    """``dns`` if it has the two-phase form, so its queries can overlap in one thread."""
-    parts = ("start_query", "poll_query", "finish_query")
-    ok = all(callable(getattr(dns, name, None)) for name in parts)
-    return cast(_Startable, dns) if ok else None
 
 
 def _timed_out(request: Request) -> Outcome:
