@@ -25,7 +25,7 @@ from mxresolve import (
     ResolverCache,
     Settings,
 )
-from mxresolve._core.events import DnsQuery, DnsResult
+from mxresolve._core.events import DnsQuery, DnsResult, HttpsGet, Outcome
 from mxresolve._io.dns_transport import PendingQuery
 
 WORLD = {
@@ -65,10 +65,11 @@ class _HoldingNameserver:
     until both questions have arrived (or 2 s passed), noting what happened when.
 
     It answers example.org A with 198.51.100.5, its AAAA with no records, and every
-    other question NXDOMAIN.
+    other question NXDOMAIN, ``delay`` seconds after it came.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
@@ -90,8 +91,14 @@ class _HoldingNameserver:
 
     def _serve(self) -> None:
         held: list[tuple[dns.message.Message, tuple[str, int]]] = []
+        due: list[tuple[float, bytes, tuple[str, int]]] = []  # NXDOMAIN answers, by when
         first_held = 0.0
         while not self._stop.is_set():
+            now = time.monotonic()
+            for answer in [d for d in due if d[0] <= now]:
+                due.remove(answer)
+                self.sock.sendto(answer[1], answer[2])
+            self.sock.settimeout(min([0.05] + [max(d[0] - now, 0.001) for d in due]))
             try:
                 wire, peer = self.sock.recvfrom(4096)
             except OSError:  # the 50 ms timeout: look at the clock and the stop flag
@@ -107,7 +114,7 @@ class _HoldingNameserver:
                 else:
                     response = dns.message.make_response(request)
                     response.set_rcode(dns.rcode.NXDOMAIN)
-                    self.sock.sendto(response.to_wire(), peer)
+                    due.append((time.monotonic() + self.delay, response.to_wire(), peer))
             both = {dns.rdatatype.to_text(r.question[0].rdtype) for r, _ in held} == {"A", "AAAA"}
             if held and (both or time.monotonic() - first_held > 2.0):
                 self.threads_when_released = set(threading.enumerate())
@@ -170,6 +177,36 @@ def test_aaaa_and_a_are_out_together_without_a_thread(shared: bool) -> None:
     assert set(dns_transport.threads) == {threading.get_ident()}
     assert nameserver.threads_when_released  # the release happened, and looked
     assert nameserver.threads_when_released <= threads_before  # the resolver started none
+
+
+def test_replies_wait_in_their_sockets_while_the_well_known_is_fetched() -> None:
+    # The early SRV queries are out while the fetch blocks the thread for longer than
+    # their wait; their replies, in while it ran, are taken from the sockets
+    # afterwards, not asked again.
+    world = FakeWorld(WORLD)
+    _, https = world.transports()
+
+    class SlowHttps:
+        def fetch(self, request: HttpsGet, timeout: float) -> Outcome:
+            time.sleep(0.5)
+            return https.fetch(request, timeout)
+
+    # The fetch is handed out with the SRV queries (its host is not looked up first).
+    settings = dataclasses.replace(Settings(), resolve_well_known_host=False)
+    with _HoldingNameserver(delay=0.1) as nameserver:
+        resolver = Resolver(
+            nameservers=[f"127.0.0.1:{nameserver.port}"],
+            https=SlowHttps(),
+            clock=world.clock,
+            allow_ips=["198.51.100.0/24"],
+            settings=settings,
+            request_timeout=0.2,  # each query's wait: over while the fetch runs
+        )
+        result = resolver.resolve("example.org")
+    assert result.step.value == "6"
+    asked = [(name, rdtype) for _, name, rdtype in nameserver.arrived]
+    assert ("_matrix-fed._tcp.example.org.", "SRV") in asked
+    assert len(asked) == len(set(asked))  # each question once
 
 
 def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread() -> None:
