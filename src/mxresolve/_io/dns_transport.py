@@ -41,7 +41,9 @@ __all__ = [
     "DnsTransport",
     "DnspythonTransport",
     "PendingQuery",
+    "TwoPhaseDnsTransport",
     "parse_nameserver",
+    "two_phase",
 ]
 
 
