@@ -188,19 +188,19 @@ def test_replies_wait_in_their_sockets_while_the_well_known_is_fetched() -> None
 
     class SlowHttps:
         def fetch(self, request: HttpsGet, timeout: float) -> Outcome:
-            time.sleep(0.5)
+            time.sleep(1.0)
             return https.fetch(request, timeout)
 
     # The fetch is handed out with the SRV queries (its host is not looked up first).
     settings = dataclasses.replace(Settings(), resolve_well_known_host=False)
-    with _HoldingNameserver(delay=0.1) as nameserver:
+    with _HoldingNameserver(delay=0.2) as nameserver:  # the replies come during the fetch
         resolver = Resolver(
             nameservers=[f"127.0.0.1:{nameserver.port}"],
             https=SlowHttps(),
             clock=world.clock,
             allow_ips=["198.51.100.0/24"],
             settings=settings,
-            request_timeout=0.2,  # each query's wait: over while the fetch runs
+            request_timeout=0.5,  # each query's wait: over while the fetch runs
         )
         result = resolver.resolve("example.org")
     assert result.step.value == "6"
