@@ -26,7 +26,7 @@ from mxresolve import (
     Settings,
 )
 from mxresolve._core.events import DnsQuery, DnsResult, HttpsGet, Outcome
-from mxresolve._io.dns_transport import PendingQuery
+from mxresolve._io.dns_transport import PendingQuery, two_phase
 
 WORLD = {
     "dns": {"example.org.": {"A": {"records": ["198.51.100.5"]}}},
@@ -226,6 +226,25 @@ def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread() -> None:
     assert result.step.value == "6"
     assert dns_transport.most == 1
     assert threads == {threading.get_ident()}
+
+
+def test_a_transport_whose_query_is_replaced_is_asked_through_it() -> None:
+    # A subclass of the built-in transport that overrides query() (to log, say) or an
+    # instance given its own query() must see every query: the driver does not go
+    # around it through the two phases it inherited.
+    class Logging(DnspythonTransport):
+        def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+            return super().query(query, timeout)
+
+    plain = DnspythonTransport(["127.0.0.1"])
+    recording = _RecordingTransport(["127.0.0.1"])  # overrides a phase: still two-phase
+    patched = DnspythonTransport(["127.0.0.1"])
+    patched.query = plain.query  # type: ignore[method-assign]
+    assert two_phase(plain) is plain
+    assert two_phase(recording) is recording
+    assert two_phase(Logging(["127.0.0.1"])) is None
+    assert two_phase(patched) is None
+    assert two_phase(_Counting(FakeWorld(WORLD))) is None  # no phases at all
 
 
 def test_one_at_a_time_when_the_limit_is_one() -> None:

@@ -63,10 +63,22 @@ class TwoPhaseDnsTransport(DnsTransport, Protocol):
 
 
 def two_phase(dns: DnsTransport) -> TwoPhaseDnsTransport | None:
-    """``dns`` if it has the two-phase form, else ``None``."""
+    """``dns`` if it has the two-phase form, else ``None``.
+
+    Not when ``query`` was replaced after the two phases were written (a subclass that
+    overrides ``query()`` alone, an instance given its own): its queries must go
+    through that ``query``.
+    """
     parts = ("start_query", "poll_query", "finish_query")
-    ok = all(callable(getattr(dns, name, None)) for name in parts)
-    return cast(TwoPhaseDnsTransport, dns) if ok else None
+    if not all(callable(getattr(dns, name, None)) for name in parts):
+        return None
+    if "query" in getattr(dns, "__dict__", ()):
+        return None
+    mro = type(dns).__mro__
+    defines = [next((c for c in mro if name in vars(c)), object) for name in ("query", *parts)]
+    if any(mro.index(defines[0]) < mro.index(owner) for owner in defines[1:]):
+        return None  # query() overridden below where the phases are defined
+    return cast(TwoPhaseDnsTransport, dns)
 
 
 class AsyncDnsTransport(Protocol):
