@@ -13,6 +13,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import dns.message
@@ -348,6 +349,39 @@ def test_a_silent_first_nameserver_is_asked_once_then_the_next(driver: str) -> N
     assert result.status is DnsStatus.NOERROR, result
     assert result.records == ("192.0.2.7",)
     assert len(silent_heard) == 1
+
+
+@pytest.mark.parametrize("how", ["poll_query", "finish_query"])
+def test_a_reply_that_came_while_the_caller_was_busy_still_counts(how: str) -> None:
+    # The blocking driver may be busy with an HTTPS fetch past a started query's wait;
+    # the reply sitting in the socket is the answer, not a reason to ask again.
+    heard: list[bytes] = []
+
+    def answer(query_wire: bytes) -> bytes:
+        heard.append(query_wire)
+        return _answer_a(query_wire)
+
+    with _udp_server(answer) as port:
+        transport = DnspythonTransport([f"127.0.0.1:{port}"])
+        pending = transport.start_query(QUERY, timeout=0.2)
+        assert pending.sock is not None
+        time.sleep(0.5)  # busy elsewhere: the fast path's wait is over
+        assert pending.wait_until < time.monotonic()
+        result = getattr(transport, how)(pending)
+    assert result.records == ("192.0.2.7",)
+    assert len(heard) == 1  # dnspython did not ask again
+    assert pending.sock is None  # and the socket is closed
+
+
+def test_a_started_query_is_not_done_until_its_reply_is_in() -> None:
+    heard: list[bytes] = []
+    with _udp_server(heard.append) as port:  # never answers
+        transport = DnspythonTransport([f"127.0.0.1:{port}"])
+        pending = transport.start_query(QUERY, timeout=5.0)
+        assert transport.poll_query(pending) is None
+        assert pending.sock is not None
+        pending.close()
+    assert len(heard) == 1
 
 
 @pytest.mark.parametrize("driver", ["sync", "asyncio"])

@@ -12,6 +12,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -251,6 +252,33 @@ def test_concurrent_resolutions_of_one_name_share_one_lookup(
     # port), then the delegated name's _matrix-fed._tcp with its _matrix._tcp, AAAA
     # and A asked alongside, and AAAA and A of the SRV target.
     assert asyncio.run(run()) == 11
+
+
+def test_one_blocking_resolver_shared_by_threads(loopback_world: LoopbackWorld) -> None:
+    # Each resolution overlaps its own queries in its caller's thread; eight threads on
+    # one Resolver (one cache, one transport, single-flight) all get the expected results.
+    scenarios = [
+        s
+        for s in SCENARIOS
+        if s.nameserver == "knot" and s.wk_timeout_max is None and s.wk_size_limit_max is None
+    ]
+    resolver = Resolver(**_config(loopback_world))
+    results: dict[int, list[tuple[Scenario, Resolution | ResolutionFailure]]] = {}
+
+    def work(turn: int) -> None:
+        order = scenarios[turn:] + scenarios[:turn]  # each thread starts elsewhere
+        results[turn] = [(s, resolver.resolve_result(s.server_name)) for s in order]
+
+    threads = [threading.Thread(target=work, args=(turn,)) for turn in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(scenarios) > 20
+    assert sorted(results) == list(range(8))  # every thread finished
+    for got in results.values():
+        for scenario, result in got:
+            _check(scenario, result)
 
 
 def test_the_cache_answers_the_second_time(loopback_world: LoopbackWorld) -> None:

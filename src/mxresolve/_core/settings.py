@@ -146,8 +146,8 @@ class Settings:
         legacy_srv_with_srv: look up ``_matrix._tcp`` alongside ``_matrix-fed._tcp``.
         addresses_with_srv: look up a name's AAAA/A alongside its SRV records (for
             steps 3.5 and 6).
-        max_concurrent_requests: the most requests of one resolution a driver runs at
-            once (1: one after the other, and the blocking driver starts no threads).
+        max_concurrent_requests: the most requests of one resolution a driver has out
+            at once (1: one after the other). Neither driver starts threads (I-40).
 
     Interpretations:
         legacy_srv: look up the deprecated ``_matrix._tcp`` (steps 3.4 and 5).

@@ -14,13 +14,13 @@ import enum
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
 import dns.exception
 
 from .._core.errors import InvalidSettings
 from .._core.events import DnsQuery, DnsResult, DnsStatus, RecordType, SrvRecord
-from .dns_wire import decode_response, encode_query, is_reply_to
+from .dns_wire import Question, decode_response, encode_query, is_reply_to
 
 # dnspython's resolvers are imported when a transport first needs one: importing them costs
 # more than the rest of mxresolve (importlib.metadata among others), and the fast path
@@ -40,7 +40,10 @@ __all__ = [
     "AsyncDnsTransport",
     "DnsTransport",
     "DnspythonTransport",
+    "PendingQuery",
+    "TwoPhaseDnsTransport",
     "parse_nameserver",
+    "two_phase",
 ]
 
 
@@ -48,6 +51,34 @@ class DnsTransport(Protocol):
     """Answers one query; never raises for a DNS outcome, only returns it."""
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult: ...
+
+
+class TwoPhaseDnsTransport(DnsTransport, Protocol):
+    """A DNS transport that can also start a query and finish it later (see
+    :class:`DnspythonTransport`), so that one thread can have several out at once."""
+
+    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery: ...
+    def poll_query(self, pending: PendingQuery) -> DnsResult | None: ...
+    def finish_query(self, pending: PendingQuery) -> DnsResult: ...
+
+
+def two_phase(dns: DnsTransport) -> TwoPhaseDnsTransport | None:
+    """``dns`` if it has the two-phase form, else ``None``.
+
+    Not when ``query`` was replaced after the two phases were written (a subclass that
+    overrides ``query()`` alone, an instance given its own): its queries must go
+    through that ``query``.
+    """
+    parts = ("start_query", "poll_query", "finish_query")
+    if not all(callable(getattr(dns, name, None)) for name in parts):
+        return None
+    if "query" in getattr(dns, "__dict__", ()):
+        return None
+    mro = type(dns).__mro__
+    defines = [next((c for c in mro if name in vars(c)), object) for name in ("query", *parts)]
+    if any(mro.index(defines[0]) < mro.index(owner) for owner in defines[1:]):
+        return None  # query() overridden below where the phases are defined
+    return cast(TwoPhaseDnsTransport, dns)
 
 
 class AsyncDnsTransport(Protocol):
@@ -253,6 +284,10 @@ class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
     by :mod:`._dns_wire` without dnspython's message objects. Whatever that path does not
     vouch for goes to dnspython, which then decides exactly as it would have alone.
 
+    Besides :meth:`query`, it has a two-phase form (:meth:`start_query`, then
+    :meth:`poll_query` or :meth:`finish_query`) with which the blocking
+    :class:`~mxresolve.Resolver` overlaps a resolution's queries in one thread.
+
     Args:
         nameservers: ``["IP[:PORT]", ...]``; every query goes to them. ``None``
             reads /etc/resolv.conf.
@@ -262,16 +297,72 @@ class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
         super().__init__(_sync_resolver, nameservers)
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
-        deadline = time.monotonic() + timeout
-        fast = self._fast(query, min(timeout, self._resolver.timeout))
+        return self.finish_query(self.start_query(query, timeout))
+
+    # The two-phase form, for a driver that overlaps queries in one thread (the blocking
+    # Resolver): start several, wait for their sockets together, then finish each.
+
+    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery:
+        """Send ``query`` by the fast path and return at once; finish it later.
+
+        The returned query's ``sock`` is the one to wait on (readable: its reply may be
+        in); ``None`` when the fast path is not for this query, which
+        :meth:`finish_query` then hands to dnspython.
+        """
+        now = time.monotonic()
+        pending = PendingQuery(query, now + timeout)
+        question = encode_query(query.qname, query.rdtype)
+        server = self._server
+        if server is None or question is None:
+            pending.fast = _Fast.DECLINED
+            return pending
+        try:
+            sock = _udp_socket(server)
+        except OSError:
+            pending.fast = _Fast.DECLINED
+            return pending
+        try:
+            sock.send(question.wire)
+        except OSError:  # dnspython says what it means
+            sock.close()
+            pending.fast = _Fast.DECLINED
+            return pending
+        pending.sock, pending.question = sock, question
+        pending.wait_until = now + min(timeout, self._resolver.timeout)
+        return pending
+
+    def poll_query(self, pending: PendingQuery) -> DnsResult | None:
+        """The outcome of a started query if it is in (or its wait is over), else ``None``.
+
+        Never blocks on the network, except to ask dnspython once the fast path is done
+        without an answer it vouches for.
+        """
+        if pending.fast is None:
+            fast = _reply(pending, wait=False)
+            if fast is None:
+                return None
+            pending.fast = fast
+            pending.close()
+        return self._settle(pending)
+
+    def finish_query(self, pending: PendingQuery) -> DnsResult:
+        """The outcome of a started query, waiting for it as long as the query may take."""
+        if pending.fast is None:
+            pending.fast = _reply(pending, wait=True)
+            pending.close()
+        return self._settle(pending)
+
+    def _settle(self, pending: PendingQuery) -> DnsResult:
+        fast = pending.fast
         if isinstance(fast, DnsResult):
             return fast
-        resolver = self._dnspython_after(fast)
+        query = pending.query
+        resolver = self._dnspython_after(fast if fast is not None else _Fast.DECLINED)
         try:
             answer = resolver.resolve(
                 query.qname,
                 query.rdtype.value,
-                lifetime=max(deadline - time.monotonic(), 0.001),
+                lifetime=max(pending.deadline - time.monotonic(), 0.001),
                 raise_on_no_answer=False,
                 search=False,
             )
@@ -279,22 +370,55 @@ class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
             return _failure(exc)
         return _result(query, answer)
 
-    def _fast(self, query: DnsQuery, wait: float) -> DnsResult | _Fast:
-        question = encode_query(query.qname, query.rdtype)
-        if self._server is None or question is None:
-            return _Fast.DECLINED
-        deadline = time.monotonic() + wait
-        try:
-            with _udp_socket(self._server) as sock:
-                sock.setblocking(True)
-                sock.send(question.wire)
-                while (remaining := deadline - time.monotonic()) > 0:
-                    sock.settimeout(remaining)
-                    wire = sock.recv(65535)
-                    if is_reply_to(wire, question):  # else: late or forged, keep waiting
-                        return decode_response(wire, question) or _Fast.DECLINED
-        except TimeoutError:
-            return _Fast.NO_REPLY
-        except OSError:  # e.g. ICMP port unreachable: dnspython says what it means
-            return _Fast.DECLINED
-        return _Fast.NO_REPLY
+
+class PendingQuery:
+    """A query :meth:`DnspythonTransport.start_query` sent, not yet finished."""
+
+    __slots__ = ("deadline", "fast", "query", "question", "sock", "wait_until")
+
+    def __init__(self, query: DnsQuery, deadline: float) -> None:
+        self.query = query
+        self.deadline = deadline  # the query's whole time, dnspython's fallback included
+        self.wait_until = deadline  # how long the fast path waits for its reply
+        self.sock: socket.socket | None = None
+        self.question: Question | None = None
+        self.fast: DnsResult | _Fast | None = None  # what the fast path gave, once it has
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+_MAX_STRAYS = 64  # datagrams read past the wait that answer another question
+
+
+def _reply(pending: PendingQuery, *, wait: bool) -> DnsResult | _Fast | None:
+    """What the fast path makes of the datagrams in; ``None``: none yet, and no ``wait``.
+
+    A reply that came in while the caller was busy elsewhere still counts after the wait
+    is over: the socket is read once more, without blocking, before ``NO_REPLY``.
+    """
+    sock, question = pending.sock, pending.question
+    assert sock is not None
+    assert question is not None
+    strays = 0
+    try:
+        while True:
+            remaining = pending.wait_until - time.monotonic()
+            blocking = wait and remaining > 0
+            sock.settimeout(remaining if blocking else 0.0)
+            try:
+                wire = sock.recv(65535)
+            except (BlockingIOError, TimeoutError):  # nothing (more) in
+                if blocking:
+                    continue  # the wait is over: one last look
+                return None if remaining > 0 else _Fast.NO_REPLY
+            if is_reply_to(wire, question):  # else: late or forged, keep waiting
+                return decode_response(wire, question) or _Fast.DECLINED
+            if remaining <= 0:
+                strays += 1
+                if strays > _MAX_STRAYS:
+                    return _Fast.NO_REPLY
+    except OSError:  # e.g. ICMP port unreachable: dnspython says what it means
+        return _Fast.DECLINED

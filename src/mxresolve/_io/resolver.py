@@ -16,7 +16,6 @@ import random as _random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING
 
 from .._core.cache import ResolverCache
@@ -41,6 +40,8 @@ from .._core.settings import IpPolicy, Settings
 from .dns_transport import (
     DnspythonTransport,
     DnsTransport,
+    PendingQuery,
+    two_phase,
 )
 from .https_transport import (
     H11HttpsTransport,
@@ -55,6 +56,7 @@ from .net import (
 )
 
 if TYPE_CHECKING:
+    import selectors  # at run time with the first query sent (_Requests.add)
     import ssl  # at run time with the first TLS context (net.py): an IP literal never needs it
 
     # at run time imported only by a resolver given a store
@@ -160,11 +162,37 @@ def _transport_failure(request: Request, exc: Exception) -> Outcome:
     return HttpsFailure(kind=HttpsFailureKind.PROTOCOL_ERROR, message=message)
 
 
+class _Flight:
+    """A resolution under way, which other threads resolving the same name wait for."""
+
+    __slots__ = ("_done", "error", "result")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.result: Resolution | ResolutionFailure | None = None
+        self.error: BaseException | None = None
+
+    def settle(
+        self, result: Resolution | ResolutionFailure | None, error: BaseException | None = None
+    ) -> None:
+        self.result, self.error = result, error
+        self._done.set()
+
+    def wait(self) -> Resolution | ResolutionFailure:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
 class Resolver(_Base):
     """Resolves Matrix server names, blocking. Safe to share between threads.
 
-    A resolution's requests (AAAA and A, what the machine asks early) run at once
-    on a few threads of its own, up to ``settings.max_concurrent_requests``.
+    A resolution's requests (AAAA and A, what the machine asks early) overlap, up to
+    ``settings.max_concurrent_requests`` at once, in the calling thread: the built-in
+    DNS transport's queries are sent together and their replies collected as they
+    come; HTTPS fetches and a custom DNS transport's queries run in turn meanwhile.
 
     Args:
         nameservers: ``["IP[:PORT]", ...]`` for every DNS query (SRV, AAAA, A,
@@ -224,13 +252,14 @@ class Resolver(_Base):
             )
         )
         self._lock = threading.Lock()
-        self._inflight: dict[str, Future[Resolution | ResolutionFailure]] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._sharing: Sharing | None = None
         if store is not None:
             from .sharing import Sharing  # with the store code: most resolvers have none
 
             self._sharing = Sharing(store, self.cache, self.settings, self._clock, self._lock)
             self._dns = self._sharing.dns(self._dns)
+        self._two_phase = two_phase(self._dns)
 
     def resolve(self, server_name: str) -> Resolution:
         """Resolve ``server_name``; raise :class:`ResolutionError` if it cannot be.
@@ -250,91 +279,61 @@ class Resolver(_Base):
         if not isinstance(server_name, str):
             parse_server_name(server_name)  # raises InvalidServerName, saying what it got
         with self._lock:
-            future = self._inflight.get(server_name)
-            leader = future is None
-            if future is None:
-                future = self._inflight[server_name] = Future()
+            flight = self._inflight.get(server_name)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[server_name] = _Flight()
         if not leader:
-            return future.result()
+            return flight.wait()
         try:
             before = self._sharing.before(server_name) if self._sharing else None
             result = self._run(server_name)
             if self._sharing is not None:
                 result = self._sharing.after(before, result)
         except BaseException as exc:
-            future.set_exception(exc)
+            flight.settle(None, exc)
             raise
         else:
             with self._lock:  # eviction iterates the memo: not while another thread adds to it
                 self._remember(result)
-            future.set_result(result)
+            flight.settle(result)
             return result
         finally:
             with self._lock:
                 self._inflight.pop(server_name, None)
 
     def _run(self, server_name: str) -> Resolution | ResolutionFailure:
-        """The machine's requests, up to ``max_concurrent_requests`` at once.
+        """The machine's requests, up to ``max_concurrent_requests`` at once, in this thread.
 
-        A request that is alone (nothing else running, nothing else to start) runs
-        in the calling thread; otherwise each runs on a thread of its own, so that
-        AAAA and A (and what the machine asks early) cost one round trip, not
-        several. With a limit of 1 each runs in the calling thread, in turn.
+        DNS queries the transport can start (the built-in one's fast path) are all sent
+        at once and their replies collected as they come in; a request that can only
+        block (an HTTPS fetch, a query on a custom transport) runs in turn meanwhile.
+        The machine is asked for new requests after every outcome.
         """
         deadline = time.monotonic() + self.settings.deadline
         limit = self.settings.max_concurrent_requests
         with self._lock:
             machine = self._machine(server_name)
-        running: dict[Future[Outcome], Request] = {}
-        while True:
-            with self._lock:
-                event = machine.next_event() if len(running) < limit else NEED_RESULTS
-                ready: list[Request] = []
-                while isinstance(event, (DnsQuery, HttpsGet)):
-                    ready.append(event)
-                    if len(running) + len(ready) >= limit:
-                        break
-                    event = machine.next_event()
-            if isinstance(event, (Resolution, ResolutionFailure)):
-                return event  # requests still running are abandoned: they time out alone
-            if len(ready) == 1 and not running:
-                outcome = self._perform(ready[0], deadline)
+        requests = _Requests(self, deadline)
+        try:
+            while True:
                 with self._lock:
-                    machine.receive(ready[0], outcome, now=self._clock())
-                continue
-            if ready:
+                    event = machine.next_event() if len(requests) < limit else NEED_RESULTS
+                    ready: list[Request] = []
+                    while isinstance(event, (DnsQuery, HttpsGet)):
+                        ready.append(event)
+                        if len(requests) + len(ready) >= limit:
+                            break
+                        event = machine.next_event()
+                if isinstance(event, (Resolution, ResolutionFailure)):
+                    return event  # what is still out or not yet performed is dropped
                 for request in ready:
-                    running[self._start(request, deadline)] = request
-                continue
-            if not running:
-                raise LocalProtocolError("the machine waits, but no request is running")
-            done, _ = wait(
-                running,
-                timeout=max(deadline - time.monotonic(), 0) + 1.0,  # transports time out
-                return_when=FIRST_COMPLETED,
-            )
-            if not done:  # a backstop, as in the asyncio driver
-                done = set(running)
-            for future in done:
-                request = running.pop(future)
-                outcome = future.result() if future.done() else _timed_out(request)
+                    requests.add(request)
+                request, outcome = requests.next_outcome()
                 with self._lock:
                     machine.receive(request, outcome, now=self._clock())
-
-    def _start(self, request: Request, deadline: float) -> Future[Outcome]:
-        """Perform ``request`` on a thread of its own.
-
-        A daemon thread: a request the resolution no longer waits for (it ended
-        first) ends by its own timeout without holding up the interpreter's exit.
-        """
-        future: Future[Outcome] = Future()
-        future.set_running_or_notify_cancel()
-        threading.Thread(
-            target=lambda: future.set_result(self._perform(request, deadline)),
-            name="mxresolve-request",
-            daemon=True,
-        ).start()
-        return future
+        finally:
+            requests.close()
 
     def _perform(self, request: Request, deadline: float) -> Outcome:
         try:
@@ -370,6 +369,107 @@ class Resolver(_Base):
             tls.settimeout(read_timeout)
             return tls, candidate
         raise ConnectError(resolution, attempts)
+
+
+class _Requests:
+    """One resolution's requests between being handed out and their outcome.
+
+    Queries the DNS transport can start are sent at once and wait in their sockets,
+    watched by one selector; the rest wait here to be performed one at a time.
+    """
+
+    def __init__(self, resolver: Resolver, deadline: float) -> None:
+        self._resolver = resolver
+        self._deadline = deadline
+        self._dns = resolver._two_phase
+        self._selector: selectors.BaseSelector | None = None
+        self._started: dict[int, PendingQuery] = {}  # by the file descriptor it waits on
+        self._waiting: list[tuple[Request, PendingQuery | None]] = []
+
+    def __len__(self) -> int:
+        return len(self._started) + len(self._waiting)
+
+    def add(self, request: Request) -> None:
+        pending: PendingQuery | None = None
+        if self._dns is not None and isinstance(request, DnsQuery):
+            try:
+                pending = self._dns.start_query(request, self._resolver._timeout(self._deadline))
+            except Exception:
+                pending = None  # performed in turn, where its failure is reported
+            if pending is not None and pending.sock is not None:
+                import selectors  # here: a resolution that sends no query needs none (net.py)
+
+                if self._selector is None:
+                    # poll(2) where there is one: for a few sockets, nothing to set up
+                    kind = getattr(selectors, "PollSelector", selectors.SelectSelector)
+                    self._selector = kind()
+                fd = pending.sock.fileno()
+                self._selector.register(fd, selectors.EVENT_READ)
+                self._started[fd] = pending
+                return
+        self._waiting.append((request, pending))
+
+    def next_outcome(self) -> tuple[Request, Outcome]:
+        """The next outcome: a reply already in, else a waiting request performed, else
+        the first reply to come in (or the first started query whose wait ran out)."""
+        if self._waiting:
+            got = self._reply(0.0) if self._started else None
+            if got is not None:
+                return got
+            return self._perform_next()
+        while self._started:  # bounded: a query's outcome is due when its wait is over
+            wait = min(p.wait_until for p in self._started.values()) - time.monotonic()
+            got = self._reply(max(wait, 0.0))
+            if got is not None:
+                return got
+        raise LocalProtocolError("the machine waits, but no request is out")
+
+    def _reply(self, timeout: float) -> tuple[Request, Outcome] | None:
+        assert self._selector is not None
+        assert self._dns is not None
+        ready = [key.fd for key, _ in self._selector.select(timeout)]
+        now = time.monotonic()
+        ready += [fd for fd, p in self._started.items() if p.wait_until <= now and fd not in ready]
+        for fd in ready:
+            pending = self._started[fd]
+            outcome: Outcome | None
+            try:
+                outcome = self._dns.poll_query(pending)
+            except Exception as exc:
+                outcome = _transport_failure(pending.query, exc)
+            if outcome is not None:
+                del self._started[fd]
+                self._selector.unregister(fd)
+                pending.close()
+                return pending.query, outcome
+        return None
+
+    def _perform_next(self) -> tuple[Request, Outcome]:
+        # An HTTPS fetch first: DNS replies wait in their sockets meanwhile. Then the
+        # newest request: the machine hands out what a step waits for after what it
+        # asks early for later steps, so an early question runs only when nothing the
+        # resolution waits for is left, and is never run if the resolution ends first.
+        fetches = [i for i, (r, _) in enumerate(self._waiting) if isinstance(r, HttpsGet)]
+        request, pending = self._waiting.pop(fetches[0] if fetches else -1)
+        if pending is None:
+            return request, self._resolver._perform(request, self._deadline)
+        try:
+            assert self._dns is not None
+            return request, self._dns.finish_query(pending)
+        except Exception as exc:
+            return request, _transport_failure(request, exc)
+
+    def close(self) -> None:
+        """Close what is still out: its replies are no longer wanted."""
+        if self._selector is not None:
+            self._selector.close()
+        for pending in self._started.values():
+            pending.close()
+        self._started.clear()
+        for _, declined in self._waiting:
+            if declined is not None:
+                declined.close()
+        self._waiting.clear()
 
 
 def connect_target(target: Target, context: ssl.SSLContext, deadline: float) -> ssl.SSLSocket:

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import inspect
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,13 @@ from .._core.store import (
     shared_dns_expiry,
     well_known_host,
 )
-from .dns_transport import AsyncDnsTransport, DnsTransport
+from .dns_transport import (
+    AsyncDnsTransport,
+    DnsTransport,
+    PendingQuery,
+    TwoPhaseDnsTransport,
+    two_phase,
+)
 
 __all__ = ["AsyncSharing", "Sharing"]
 
@@ -211,7 +218,8 @@ class Sharing(_SharingBase):
         return self._finish(before, result, counted)
 
     def dns(self, inner: DnsTransport) -> DnsTransport:
-        return _SharedDns(inner, self)
+        two = two_phase(inner)
+        return _SharedDns(inner, self) if two is None else _TwoPhaseSharedDns(two, self)
 
 
 class AsyncSharing(_SharingBase):
@@ -265,16 +273,53 @@ class _SharedDns:
         self.sharing = sharing
 
     def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+        hit = self._shared(query)
+        return hit if hit is not None else self._tell(query, self.inner.query(query, timeout))
+
+    def _shared(self, query: DnsQuery) -> DnsResult | None:
         s = self.sharing
         hit = s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
-        if hit is not None:
-            return hit[0]
-        result = self.inner.query(query, timeout)
+        return hit[0] if hit is not None else None
+
+    def _tell(self, query: DnsQuery, result: DnsResult) -> DnsResult:
+        s = self.sharing
         now = s.clock()
         expires_at = shared_dns_expiry(result, now, s.settings)
         if expires_at is not None:
             s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
         return result
+
+
+class _FromStore(PendingQuery):
+    """A started query the shared store already answered: nothing was sent."""
+
+    __slots__ = ()
+
+
+class _TwoPhaseSharedDns(_SharedDns):
+    """The same around a transport with the two-phase form, which it keeps."""
+
+    inner: TwoPhaseDnsTransport
+
+    def start_query(self, query: DnsQuery, timeout: float) -> PendingQuery:
+        hit = self._shared(query)
+        if hit is None:
+            return self.inner.start_query(query, timeout)
+        pending = _FromStore(query, time.monotonic() + timeout)
+        pending.fast = hit
+        return pending
+
+    def poll_query(self, pending: PendingQuery) -> DnsResult | None:
+        if isinstance(pending, _FromStore):
+            return self.finish_query(pending)
+        result = self.inner.poll_query(pending)
+        return self._tell(pending.query, result) if result is not None else None
+
+    def finish_query(self, pending: PendingQuery) -> DnsResult:
+        if isinstance(pending, _FromStore):
+            assert isinstance(pending.fast, DnsResult)
+            return pending.fast
+        return self._tell(pending.query, self.inner.finish_query(pending))
 
 
 class _AsyncSharedDns:
