@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import dns.message
+import dns.resolver
 import dns.rrset
 import pytest
 import trustme
@@ -382,6 +383,28 @@ def test_a_started_query_is_not_done_until_its_reply_is_in() -> None:
         assert pending.sock is not None
         pending.close()
     assert len(heard) == 1
+
+
+@pytest.mark.parametrize("driver", ["sync", "asyncio"])
+def test_with_nameservers_given_the_fast_path_builds_no_dnspython_resolver(driver: str) -> None:
+    # Building dnspython's resolver (and importing it) is paid only by a query that falls
+    # back to it: with nameservers given, the fast path knows where to ask and how long.
+    with _udp_server(_answer_a) as port:
+        servers = [f"127.0.0.1:{port}"]
+        if driver == "sync":
+            transport: DnspythonTransport | AsyncDnspythonTransport = DnspythonTransport(servers)
+            result = transport.query(QUERY, timeout=2.0)
+        else:
+            transport = AsyncDnspythonTransport(servers)
+            result = asyncio.run(transport.query(QUERY, timeout=2.0))
+    assert result.records == ("192.0.2.7",)
+    assert transport._state is None
+
+
+def test_the_fast_path_waits_as_long_as_dnspython_would() -> None:
+    from mxresolve._io.dns_transport import DNSPYTHON_TIMEOUT
+
+    assert dns.resolver.Resolver(configure=False).timeout == DNSPYTHON_TIMEOUT
 
 
 @pytest.mark.parametrize("driver", ["sync", "asyncio"])

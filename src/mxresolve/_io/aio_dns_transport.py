@@ -37,7 +37,7 @@ class AsyncDnspythonTransport(_Dnspython["dns.asyncresolver.Resolver"]):
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
         deadline = time.monotonic() + timeout
-        fast = await self._fast(query, min(timeout, self._resolver.timeout))
+        fast = await self._fast(query, timeout)
         if isinstance(fast, DnsResult):
             return fast
         resolver = self._dnspython_after(fast)
@@ -53,14 +53,16 @@ class AsyncDnspythonTransport(_Dnspython["dns.asyncresolver.Resolver"]):
             return _failure(exc)
         return _result(query, answer)
 
-    async def _fast(self, query: DnsQuery, wait: float) -> DnsResult | _Fast:
+    async def _fast(self, query: DnsQuery, timeout: float) -> DnsResult | _Fast:
         # A reader callback on a bare socket: no datagram transport and protocol per query.
         question = encode_query(query.qname, query.rdtype)
-        if self._server is None or question is None:
+        server, wait = self._fast_route
+        if server is None or question is None:
             return _Fast.DECLINED
+        wait = min(timeout, wait)
         loop = asyncio.get_running_loop()
         try:
-            sock = _udp_socket(self._server)
+            sock = _udp_socket(server)
         except OSError:
             return _Fast.DECLINED
         done: asyncio.Future[DnsResult | _Fast] = loop.create_future()

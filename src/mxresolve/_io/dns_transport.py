@@ -236,6 +236,11 @@ def _udp_socket(server: tuple[str, int]) -> socket.socket:
     return sock
 
 
+# dnspython's per-nameserver timeout when no /etc/resolv.conf sets another (the fast path
+# waits this long for the first nameserver given as ``nameservers``, as dnspython would).
+DNSPYTHON_TIMEOUT = 2.0
+
+
 class _Dnspython(Generic[_R]):
     """What both transports share: the configured resolver, and which one to ask when.
 
@@ -263,8 +268,17 @@ class _Dnspython(Generic[_R]):
         return self._built()[0]
 
     @property
-    def _server(self) -> tuple[str, int] | None:
-        return self._built()[2]
+    def _fast_route(self) -> tuple[tuple[str, int] | None, float]:
+        """Where the fast path asks (``None``: it cannot) and how long it waits there.
+
+        With ``nameservers`` given, both are known without dnspython, which is then built
+        (and imported) only for a query that falls back to it; otherwise they come from the
+        system configuration as dnspython reads it.
+        """
+        if self._servers is not None:
+            return self._servers[0], DNSPYTHON_TIMEOUT
+        resolver, _, server = self._built()
+        return server, resolver.timeout
 
     def _dnspython_after(self, fast: _Fast) -> _R:
         resolver, after_silence, _ = self._built()
@@ -312,7 +326,7 @@ class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
         now = time.monotonic()
         pending = PendingQuery(query, now + timeout)
         question = encode_query(query.qname, query.rdtype)
-        server = self._server
+        server, wait = self._fast_route
         if server is None or question is None:
             pending.fast = _Fast.DECLINED
             return pending
@@ -328,7 +342,7 @@ class DnspythonTransport(_Dnspython["dns.resolver.Resolver"]):
             pending.fast = _Fast.DECLINED
             return pending
         pending.sock, pending.question = sock, question
-        pending.wait_until = now + min(timeout, self._resolver.timeout)
+        pending.wait_until = now + min(timeout, wait)
         return pending
 
     def poll_query(self, pending: PendingQuery) -> DnsResult | None:
