@@ -209,9 +209,10 @@ def test_replies_wait_in_their_sockets_while_the_well_known_is_fetched() -> None
     assert len(asked) == len(set(asked))  # each question once
 
 
-def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread() -> None:
+@pytest.mark.parametrize("limit", [8, 1], ids=["default limit", "limit 1"])
+def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread(limit: int) -> None:
     # A transport without the two-phase form can only block: its queries run one at a
-    # time in the calling thread, whatever the limit.
+    # time in the calling thread, whatever the limit, and no thread is started.
     world = FakeWorld(WORLD)
     dns_transport = _Counting(world)
     threads: set[int] = set()
@@ -222,7 +223,8 @@ def test_a_custom_transport_is_asked_in_turn_in_the_calling_thread() -> None:
         return original(query, timeout)
 
     dns_transport.query = query  # type: ignore[method-assign]
-    result = _resolver(world, dns_transport, Settings()).resolve("example.org")
+    settings = dataclasses.replace(Settings(), max_concurrent_requests=limit)
+    result = _resolver(world, dns_transport, settings).resolve("example.org")
     assert result.step.value == "6"
     assert dns_transport.most == 1
     assert threads == {threading.get_ident()}
@@ -245,24 +247,6 @@ def test_a_transport_whose_query_is_replaced_is_asked_through_it() -> None:
     assert two_phase(Logging(["127.0.0.1"])) is None
     assert two_phase(patched) is None
     assert two_phase(_Counting(FakeWorld(WORLD))) is None  # no phases at all
-
-
-def test_one_at_a_time_when_the_limit_is_one() -> None:
-    world = FakeWorld(WORLD)
-    dns = _Counting(world)
-    settings = dataclasses.replace(Settings(), max_concurrent_requests=1)
-    main = threading.get_ident()
-    threads: set[int] = set()
-    original = dns.query
-
-    def query(query: DnsQuery, timeout: float) -> DnsResult:
-        threads.add(threading.get_ident())
-        return original(query, timeout)
-
-    dns.query = query  # type: ignore[method-assign]
-    assert _resolver(world, dns, settings).resolve("example.org").step.value == "6"
-    assert dns.most == 1
-    assert threads == {main}  # no thread started
 
 
 @pytest.mark.parametrize("limit", [1, 2])
