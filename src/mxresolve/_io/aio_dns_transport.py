@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._core.events import DnsQuery, DnsResult
+from .aio_net import settle
 from .dns_transport import _HANDLED, _Dnspython, _failure, _Fast, _result, _udp_socket
 from .dns_wire import Question, decode_response, encode_query, is_reply_to
 
@@ -72,17 +73,12 @@ class AsyncDnspythonTransport(_Dnspython["dns.asyncresolver.Resolver"]):
                 loop.add_reader(sock.fileno(), _on_readable, sock, question, done)
             except (OSError, NotImplementedError):  # NotImplementedError: a proactor loop
                 return _Fast.DECLINED
-            expiry = loop.call_later(wait, _settle, done, _Fast.NO_REPLY)
+            expiry = loop.call_later(wait, settle, done, _Fast.NO_REPLY)
             try:
                 return await done
             finally:
                 expiry.cancel()
                 loop.remove_reader(sock.fileno())
-
-
-def _settle(done: asyncio.Future[DnsResult | _Fast], outcome: DnsResult | _Fast) -> None:
-    if not done.done():
-        done.set_result(outcome)
 
 
 def _on_readable(
@@ -93,7 +89,7 @@ def _on_readable(
     except (BlockingIOError, InterruptedError):
         return
     except OSError:
-        _settle(done, _Fast.DECLINED)
+        settle(done, _Fast.DECLINED)
         return
     if is_reply_to(wire, question):  # anything else is ignored, as a late or forged reply
-        _settle(done, decode_response(wire, question) or _Fast.DECLINED)
+        settle(done, decode_response(wire, question) or _Fast.DECLINED)

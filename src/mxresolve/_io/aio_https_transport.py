@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.events import HttpsFailure, HttpsFailureKind, HttpsGet, HttpsResponse
-from .aio_net import async_connect_tcp
+from .aio_net import async_connect_tcp, settle
 from .dns_transport import AsyncDnsTransport
 from .https_transport import _READ_CHUNK, _allowed, _given, _H11Transport, _literal, _queries
 from .net import ConnectFailed, classify_error
@@ -144,9 +144,9 @@ async def _ready(sock: ssl.SSLSocket, *, write: bool) -> None:
     ready: asyncio.Future[None] = loop.create_future()
     fd = sock.fileno()
     if write:
-        loop.add_writer(fd, _settle, ready)
+        loop.add_writer(fd, settle, ready, None)
     else:
-        loop.add_reader(fd, _settle, ready)
+        loop.add_reader(fd, settle, ready, None)
     try:
         await ready  # fetch()'s wait_for bounds it, and cancels it on time-out
     finally:
@@ -154,8 +154,3 @@ async def _ready(sock: ssl.SSLSocket, *, write: bool) -> None:
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
-
-
-def _settle(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)

@@ -11,11 +11,21 @@ import contextlib
 import socket
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 from .._core.events import HttpsFailureKind
 from .net import ATTEMPT_DELAY, ConnectFailed, _summary, interleave, tcp_socket
 
-__all__ = ["async_connect_tcp"]
+__all__ = ["async_connect_tcp", "settle"]
+
+_T = TypeVar("_T")
+
+
+def settle(future: asyncio.Future[_T], result: _T) -> None:
+    """Give ``future`` its result unless it has one: for loop callbacks (a reader that
+    fires again, a timer after the answer) that may come more than once or too late."""
+    if not future.done():
+        future.set_result(result)
 
 
 async def async_connect_tcp(addresses: Sequence[str], port: int, deadline: float) -> socket.socket:

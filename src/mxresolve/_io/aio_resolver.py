@@ -31,7 +31,7 @@ from .._core.machine import ResolutionMachine
 from .._core.settings import Settings
 from .aio_dns_transport import AsyncDnspythonTransport
 from .aio_https_transport import AsyncH11HttpsTransport
-from .aio_net import async_connect_tcp
+from .aio_net import async_connect_tcp, settle
 from .dns_transport import AsyncDnsTransport
 from .https_transport import AsyncHttpsTransport
 from .net import ConnectFailed, classify_error
@@ -166,7 +166,7 @@ class AsyncResolver(_Base):
         def on_done(task: asyncio.Task[Outcome]) -> None:
             finished.append(task)
             if wake is not None:
-                _wake_up(wake)
+                settle(wake, None)
 
         try:
             while True:
@@ -182,7 +182,7 @@ class AsyncResolver(_Base):
                     # NEED_RESULTS: transports honour their own timeouts; +1 s is a backstop.
                     wake = loop.create_future()
                     backstop = loop.call_later(
-                        max(deadline - time.monotonic(), 0) + 1.0, _wake_up, wake
+                        max(deadline - time.monotonic(), 0) + 1.0, settle, wake, None
                     )
                     try:
                         await wake
@@ -239,11 +239,6 @@ class AsyncResolver(_Base):
                 continue
             return reader, writer, candidate
         raise ConnectError(resolution, attempts)
-
-
-def _wake_up(wake: asyncio.Future[None]) -> None:
-    if not wake.done():
-        wake.set_result(None)
 
 
 class TimeoutStreamReader(asyncio.StreamReader):
