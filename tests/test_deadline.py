@@ -56,3 +56,39 @@ def test_just_before_the_deadline_the_resolution_goes_on() -> None:
     machine.receive(request, HttpsResponse(status=404), now=4.999)
     follow_up = machine.next_event()
     assert not isinstance(follow_up, ResolutionFailure)
+
+
+def test_the_asyncio_driver_gives_up_on_a_transport_that_never_answers() -> None:
+    # A transport that ignores its timeout must not hold a resolution past its deadline:
+    # the driver's backstop (the deadline plus a second) cancels it and the machine ends
+    # the resolution, instead of the caller waiting forever.
+    import asyncio
+    import time
+
+    from mxresolve import AsyncResolver, DnsQuery, FakeWorld
+
+    world = FakeWorld({"dns": {}, "https": {}})
+    _, https = world.async_transports()
+    cancelled: list[DnsQuery] = []
+
+    class Hanging:
+        async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(query)
+                raise
+            raise AssertionError("unreachable")
+
+    async def run() -> object:
+        resolver = AsyncResolver(
+            dns=Hanging(), https=https, settings=Settings(deadline=0.2), allow_ips=[]
+        )
+        return await asyncio.wait_for(resolver.resolve_result("example.org:8448"), 10)
+
+    started = time.monotonic()
+    result = asyncio.run(run())
+    assert time.monotonic() - started < 5
+    assert isinstance(result, ResolutionFailure)
+    assert result.kind is FailureKind.DEADLINE_EXCEEDED
+    assert cancelled  # the hanging queries were cancelled, not left behind
