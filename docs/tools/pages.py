@@ -259,150 +259,144 @@ class StepRule:
     expect: Callable[[ServerName, ServerName | None], dict[str, Any]]
 
 
-def _d(delegated: ServerName | None) -> ServerName:
+@dataclass(frozen=True)
+class _Way:
+    """How a step makes targets from a name: the table's last four columns and their code.
+
+    Steps 3.1 to 3.5 do to `m.server` what steps 1, 2, 4, 5 and 6 do to the server name,
+    so each way is written once, its text with ``{port}``, ``{name}`` and ``{hostname}``
+    for the words that name the one or the other.
+    """
+
+    port: str
+    host_header: str
+    certificate: str
+    sni: str
+    expect: Callable[[ServerName], dict[str, Any]]
+
+
+_IP_LITERAL = _Way(
+    "the {port} port, else 8448",
+    "{name} as written, with its port if it has one",
+    "the IP address",
+    "none",
+    lambda name: {
+        "port": name.port or DEFAULT_PORT,
+        "host_header": name.text,
+        "tls_server_name": name.host,
+        "sni": None,
+    },
+)
+_EXPLICIT_PORT = _Way(
+    "the {port} port",
+    "{name} as written, with its port",
+    "{hostname}",
+    "{hostname}",
+    lambda name: {
+        "port": name.port,
+        "host_header": name.text,
+        "tls_server_name": name.host,
+        "sni": name.host,
+    },
+)
+_SRV = _Way(  # no "port": the SRV record's, which the names cannot predict
+    "the SRV record's port",
+    "{hostname}, no port",
+    "{hostname} (never the SRV target)",
+    "{hostname}",
+    lambda name: {"host_header": name.hostname, "tls_server_name": name.host, "sni": name.host},
+)
+_PORT_8448 = _Way(
+    "8448",
+    "{hostname}, no port",
+    "{hostname}",
+    "{hostname}",
+    lambda name: {
+        "port": DEFAULT_PORT,
+        "host_header": name.hostname,
+        "tls_server_name": name.host,
+        "sni": name.host,
+    },
+)
+
+_SERVER_NAME_WORDS = {"port": "given", "name": "the server name", "hostname": "the hostname"}
+_DELEGATED_WORDS = {"port": "delegated", "name": "`m.server`", "hostname": "the delegated hostname"}
+
+
+def _server_name(name: ServerName, delegated: ServerName | None) -> ServerName:
+    return name
+
+
+def _delegated(name: ServerName, delegated: ServerName | None) -> ServerName:
     assert delegated is not None
     return delegated
 
 
+def _rule(step: Step, when: str, lookups: str, way: _Way) -> StepRule:
+    """``way`` applied to the name the step works on: the delegated one in steps 3.x."""
+    on_delegated = step.value.startswith("3.")
+    words = _DELEGATED_WORDS if on_delegated else _SERVER_NAME_WORDS
+    pick = _delegated if on_delegated else _server_name
+    return StepRule(
+        step,
+        when,
+        lookups,
+        way.port.format(**words),
+        way.host_header.format(**words),
+        way.certificate.format(**words),
+        way.sni.format(**words),
+        lambda n, d: way.expect(pick(n, d)),
+    )
+
+
 STEP_RULES: tuple[StepRule, ...] = (
-    StepRule(
-        Step.IP_LITERAL,
-        "the server name is an IP literal",
-        "nothing",
-        "the given port, else 8448",
-        "the server name as written, with its port if it has one",
-        "the IP address",
-        "none",
-        lambda n, d: {
-            "port": n.port or DEFAULT_PORT,
-            "host_header": n.text,
-            "tls_server_name": n.host,
-            "sni": None,
-        },
+    _rule(Step.IP_LITERAL, "the server name is an IP literal", "nothing", _IP_LITERAL),
+    _rule(
+        Step.EXPLICIT_PORT, "a DNS name with a port", "AAAA and A of the hostname", _EXPLICIT_PORT
     ),
-    StepRule(
-        Step.EXPLICIT_PORT,
-        "a DNS name with a port",
-        "AAAA and A of the hostname",
-        "the given port",
-        "the server name as written, with its port",
-        "the hostname",
-        "the hostname",
-        lambda n, d: {
-            "port": n.port,
-            "host_header": n.text,
-            "tls_server_name": n.host,
-            "sni": n.host,
-        },
-    ),
-    StepRule(
+    _rule(
         Step.DELEGATED_IP_LITERAL,
         "`m.server` is an IP literal",
         "the well-known, then nothing",
-        "the delegated port, else 8448",
-        "`m.server` as written, with its port if it has one",
-        "the IP address",
-        "none",
-        lambda n, d: {
-            "port": _d(d).port or DEFAULT_PORT,
-            "host_header": _d(d).text,
-            "tls_server_name": _d(d).host,
-            "sni": None,
-        },
+        _IP_LITERAL,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_EXPLICIT_PORT,
         "`m.server` is a DNS name with a port",
         "the well-known; AAAA and A of the delegated hostname",
-        "the delegated port",
-        "`m.server` as written, with its port",
-        "the delegated hostname",
-        "the delegated hostname",
-        lambda n, d: {
-            "port": _d(d).port,
-            "host_header": _d(d).text,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _EXPLICIT_PORT,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_SRV,
         "`m.server` is a DNS name without a port",
         "the well-known; SRV `_matrix-fed._tcp.<delegated>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the delegated hostname, no port",
-        "the delegated hostname (never the SRV target)",
-        "the delegated hostname",
-        lambda n, d: {
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_LEGACY_SRV,
         "as 3.3, and no `_matrix-fed._tcp` record (deprecated)",
         "SRV `_matrix._tcp.<delegated>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the delegated hostname, no port",
-        "the delegated hostname (never the SRV target)",
-        "the delegated hostname",
-        lambda n, d: {
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_ADDRESS,
         "as 3.3, and no SRV record at all",
         "AAAA and A of the delegated hostname",
-        "8448",
-        "the delegated hostname, no port",
-        "the delegated hostname",
-        "the delegated hostname",
-        lambda n, d: {
-            "port": DEFAULT_PORT,
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _PORT_8448,
     ),
-    StepRule(
+    _rule(
         Step.SRV,
         "a DNS name without a port, and no valid delegation (step 3 gave an error)",
         "SRV `_matrix-fed._tcp.<hostname>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the hostname, no port",
-        "the hostname (never the SRV target)",
-        "the hostname",
-        lambda n, d: {"host_header": n.hostname, "tls_server_name": n.host, "sni": n.host},
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.LEGACY_SRV,
         "as 4, and no `_matrix-fed._tcp` record (deprecated)",
         "SRV `_matrix._tcp.<hostname>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the hostname, no port",
-        "the hostname (never the SRV target)",
-        "the hostname",
-        lambda n, d: {"host_header": n.hostname, "tls_server_name": n.host, "sni": n.host},
+        _SRV,
     ),
-    StepRule(
-        Step.ADDRESS,
-        "as 4, and no SRV record at all",
-        "AAAA and A of the hostname",
-        "8448",
-        "the hostname, no port",
-        "the hostname",
-        "the hostname",
-        lambda n, d: {
-            "port": DEFAULT_PORT,
-            "host_header": n.hostname,
-            "tls_server_name": n.host,
-            "sni": n.host,
-        },
-    ),
+    _rule(Step.ADDRESS, "as 4, and no SRV record at all", "AAAA and A of the hostname", _PORT_8448),
 )
 
 _DELEGATION = re.compile(r"m\.server is '([^']*)'|last valid delegation '([^']*)'")
