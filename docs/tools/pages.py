@@ -97,6 +97,11 @@ def _steps(states: list[State]) -> str:
     return "Steps " + ", ".join(names) if len(names) > 1 else f"Step {names[0]}"
 
 
+def _table_head(*columns: str) -> list[str]:
+    """A Markdown table's header row and the rule under it."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def _error_kinds_by_step(vectors: list[Vector]) -> dict[str, set[str]]:
     kinds: dict[str, set[str]] = defaultdict(set)
     for vector in vectors:
@@ -189,8 +194,7 @@ def state_machine(vectors: list[Vector]) -> str:
         "",
         "Moves that several steps share are one row.",
         "",
-        "| From | Event | When | To |",
-        "| --- | --- | --- | --- |",
+        *_table_head("From", "Event", "When", "To"),
     ]
     described: set[Event] = set()
     for (event, target), sources in by_edge.items():
@@ -484,9 +488,15 @@ def steps_page(vectors: list[Vector]) -> str:
         "valid delegation (or kept a recent one: [I-17](interpretations.md#i-17-a-recent-"
         "delegation-outlives-a-short-outage-stale-if-error)).",
         "",
-        "| Step | When it applies | What is looked up | Port | `Host` header | "
-        "Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Step",
+            "When it applies",
+            "What is looked up",
+            "Port",
+            "`Host` header",
+            "Certificate name",
+            "SNI",
+        ),
     ]
     for rule in STEP_RULES:
         lines.append(
@@ -509,16 +519,24 @@ def steps_page(vectors: list[Vector]) -> str:
         "One resolution per step, from the vectors `example::step-N` (their full traces are",
         "in [the algorithm](algorithm.md)).",
         "",
-        "| Step | Server name | `m.server` | Connect to | `Host` header | Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Step",
+            "Server name",
+            "`m.server`",
+            "Connect to",
+            "`Host` header",
+            "Certificate name",
+            "SNI",
+        ),
         *_worked_rows(by_id),
         "",
         "## IPv6, trailing dots and upper case",
         "",
         "Each row is a vector run by mxresolve: the same rules, applied to unusual forms.",
         "",
-        "| Form | Server name | Step | Connect to | `Host` header | Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Form", "Server name", "Step", "Connect to", "`Host` header", "Certificate name", "SNI"
+        ),
     ]
     for form, vid in FORM_EXAMPLES:
         vector = by_id[vid]
@@ -689,8 +707,7 @@ def unavailable_page(vectors: list[Vector]) -> str:
         "",
         "## Failures before a response",
         "",
-        "| `HttpsFailureKind` | Meaning | Class | Pinned by |",
-        "| --- | --- | --- | --- |",
+        *_table_head("`HttpsFailureKind`", "Meaning", "Class", "Pinned by"),
     ]
     for kind in HttpsFailureKind:
         keeps = _keeps_delegation({"failure": kind.value})
@@ -706,8 +723,7 @@ def unavailable_page(vectors: list[Vector]) -> str:
         "Any 5xx status and 429 count as unavailable; every other non-200 status, a body",
         "that is not a valid delegation, and a refused redirect are definite.",
         "",
-        "| Response | Class | Pinned by |",
-        "| --- | --- | --- |",
+        *_table_head("Response", "Class", "Pinned by"),
     ]
     for label, response in _RESPONSE_ROWS:
         keeps = _keeps_delegation(response)
@@ -760,6 +776,18 @@ def _replay(
         )
 
 
+def _replay_vector(vectors: list[Vector], vid: str) -> Iterator[Moment]:
+    """The resolutions of vector ``vid``: its steps' times, its world, its settings."""
+    vector = next(v for v in vectors if v.id == vid)
+    times = [float(step.get("at", 0)) for step in vector.steps]
+    return _replay(vector.world, times, vector_settings(vector))
+
+
+def _cached(row: int, at: float, end: float, style: str) -> svgplot.Bar:
+    """An answer cached from ``at`` until ``end``, labelled with how long that is."""
+    return svgplot.Bar(row, at, end, style, f"{end - at:.0f} s")
+
+
 def _step_of(result: Resolution | ResolutionFailure) -> str:
     if isinstance(result, ResolutionFailure):
         return f"failed ({result.kind.value})"
@@ -779,7 +807,8 @@ def _day_timeline() -> tuple[str, list[str]]:
         ("Cache-Control: max-age=28800", [["Cache-Control", "max-age=28800"]]),
         ("Cache-Control: max-age=60", [["Cache-Control", "max-age=60"]]),
     ]
-    bars, marks, table = [], [], []
+    bars, marks = [], []
+    table = _table_head("Response headers", "Cached for", "Fetches in 24 h", "Fetched at")
     times = [h * 3600.0 for h in range(25)]
     for row, (label, headers) in enumerate(cases):
         world = {
@@ -798,7 +827,7 @@ def _day_timeline() -> tuple[str, list[str]]:
             if moment.fetched:
                 fetches.append(moment.at)
                 end = entry.expires_at - EPOCH
-                bars.append(svgplot.Bar(row, moment.at, end, "fresh", f"{end - moment.at:.0f} s"))
+                bars.append(_cached(row, moment.at, end, "fresh"))
             marks.append(
                 svgplot.Mark(
                     row,
@@ -822,27 +851,23 @@ def _day_timeline() -> tuple[str, list[str]]:
         tick=3 * 3600,
         unit="h",
     )
-    lines = [
-        "| Response headers | Cached for | Fetches in 24 h | Fetched at |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines
+    return svg, table
 
 
 def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
     vid = "well-known-cache::backoff-default-reaches-one-hour"
-    vector = next(v for v in vectors if v.id == vid)
-    times = [float(s.get("at", 0)) for s in vector.steps]
-    bars, marks, rows, table = [], [], [], []
-    for moment in _replay(vector.world, times, vector_settings(vector)):
+    bars, marks, rows = [], [], []
+    table = _table_head(
+        "Consecutive failure", "Fetched at", "Cached for", "Next fetch at", "Decided by"
+    )
+    for moment in _replay_vector(vectors, vid):
         if not moment.fetched:
             continue
         entry = _wk_entry(moment.cache)
         row = entry.failures - 1
         end = entry.expires_at - EPOCH
         rows.append(f"failure {entry.failures}")
-        bars.append(svgplot.Bar(row, moment.at, end, "failure", f"{end - moment.at:.0f} s"))
+        bars.append(_cached(row, moment.at, end, "failure"))
         marks.append(svgplot.Mark(row, moment.at, "fail", f"t={moment.at:.0f} s: HTTP 404"))
         table.append(
             f"| {entry.failures} | {moment.at:.0f} s | {end - moment.at:.0f} s | {end:.0f} s | "
@@ -857,12 +882,7 @@ def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
         tick=1800,
         unit="s",
     )
-    lines = [
-        "| Consecutive failure | Fetched at | Cached for | Next fetch at | Decided by |",
-        "| --- | --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines, vid
+    return svg, table, vid
 
 
 def _stale_timeline() -> tuple[str, list[str]]:
@@ -874,7 +894,8 @@ def _stale_timeline() -> tuple[str, list[str]]:
     times = [float(t) for t in range(0, 9001, 60)] + [7199.0]
     times.sort()
     rows = ["well-known cache", "resolutions"]
-    bars, marks, table = [], [], []
+    bars, marks = [], []
+    table = _table_head("t", "Well-known", "Decided by", "Note")
     last_step = None
     stale_start = stale_end = None
     for moment in _replay(world, times, _VECTOR_DEFAULTS, patches={3600.0: patch}):
@@ -883,7 +904,7 @@ def _stale_timeline() -> tuple[str, list[str]]:
         if moment.fetched:
             end = entry.expires_at - EPOCH
             style = "fresh" if entry.delegation is not None else "failure"
-            bars.append(svgplot.Bar(0, moment.at, end, style, f"{end - moment.at:.0f} s"))
+            bars.append(_cached(0, moment.at, end, style))
         kept = any("keeping the last valid delegation" in e.message for e in moment.result.trace)
         if kept and stale_start is None:
             stale_start = moment.at
@@ -920,25 +941,19 @@ def _stale_timeline() -> tuple[str, list[str]]:
         tick=900,
         unit="s",
     )
-    lines = [
-        "| t | Well-known | Decided by | Note |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines
+    return svg, table
 
 
 def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
     vid = "example::caching"
-    vector = next(v for v in vectors if v.id == vid)
-    times = [float(s.get("at", 0)) for s in vector.steps]
     keys = [
         ("well-known example.org", None, None),
         ("A matrix.example.net.", "matrix.example.net.", RecordType.A),
         ("AAAA matrix.example.net.", "matrix.example.net.", RecordType.AAAA),
     ]
-    bars, marks, table = [], [], []
-    for moment in _replay(vector.world, times, vector_settings(vector)):
+    bars, marks = [], []
+    table = _table_head("t", "Answer", "Asked or from cache", "Fresh until")
+    for moment in _replay_vector(vectors, vid):
         for row, (label, qname, rdtype) in enumerate(keys):
             if qname is None or rdtype is None:
                 asked = moment.fetched
@@ -950,7 +965,7 @@ def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
                 end = moment.at if hit is None else hit[1] - EPOCH
                 style = "fresh" if hit is not None and hit[0].records else "negative"
             if asked:
-                bars.append(svgplot.Bar(row, moment.at, end, style, f"{end - moment.at:.0f} s"))
+                bars.append(_cached(row, moment.at, end, style))
             marks.append(
                 svgplot.Mark(
                     row,
@@ -971,12 +986,7 @@ def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
         tick=1800,
         unit="s",
     )
-    lines = [
-        "| t | Answer | Asked or from cache | Fresh until |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines, vid
+    return svg, table, vid
 
 
 def timelines_page(vectors: list[Vector]) -> tuple[str, dict[str, str]]:
