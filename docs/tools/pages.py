@@ -468,6 +468,19 @@ def _cell(text: str | None) -> str:
     return "(none)" if text is None else f"`{text}`"
 
 
+def _names(target: Target) -> str:
+    """A row's `Host` header, certificate name and SNI cells."""
+    return f"{_cell(target.host_header)} | {_cell(target.tls_server_name)} | {_cell(target.sni)}"
+
+
+def _first_target(vector: Vector) -> tuple[Resolution, Target, ServerName | None]:
+    """The vector's first resolution, its first target, and the delegation it acted on."""
+    result = run_vector(vector).steps[0].result
+    if not isinstance(result, Resolution):
+        raise SystemExit(f"generate: {vector.id} does not resolve")
+    return result, result.targets[0], _delegated_name(result)
+
+
 def steps_page(vectors: list[Vector]) -> str:
     by_id = {v.id: v for v in vectors}
     lines = [
@@ -540,19 +553,13 @@ def steps_page(vectors: list[Vector]) -> str:
     ]
     for form, vid in FORM_EXAMPLES:
         vector = by_id[vid]
-        run = run_vector(vector).steps[0]
-        result = run.result
-        if not isinstance(result, Resolution):
-            raise SystemExit(f"generate: {vid} does not resolve")
-        target: Target = result.targets[0]
-        delegated = _delegated_name(result)
+        result, target, delegated = _first_target(vector)
         name = f"`{vector.steps[0]['resolve']}`"
         if delegated is not None:
             name += f" → `m.server` `{delegated.text}`"
         lines.append(
             f"| {form} | {name} | {result.step.value} | `{target.host}` port {target.port} | "
-            f"{_cell(target.host_header)} | {_cell(target.tls_server_name)} | "
-            f"{_cell(target.sni)} |"
+            f"{_names(target)} |"
         )
     lines += [
         "",
@@ -566,16 +573,13 @@ def _worked_rows(by_id: dict[str, Vector]) -> list[str]:
     rows = []
     for rule in STEP_RULES:
         vector = by_id[f"example::step-{rule.step.value}"]
-        result = run_vector(vector).steps[0].result
-        if not isinstance(result, Resolution) or result.step is not rule.step:
+        result, target, delegated = _first_target(vector)
+        if result.step is not rule.step:
             raise SystemExit(f"generate: {vector.id} is not decided by step {rule.step.value}")
-        target = result.targets[0]
-        delegated = _delegated_name(result)
         rows.append(
             f"| {rule.step.value} | `{result.server_name}` | "
-            f"{'(none)' if delegated is None else f'`{delegated.text}`'} | "
-            f"`{target.host}:{target.port}` | {_cell(target.host_header)} | "
-            f"{_cell(target.tls_server_name)} | {_cell(target.sni)} |"
+            f"{_cell(None if delegated is None else delegated.text)} | "
+            f"`{target.host}:{target.port}` | {_names(target)} |"
         )
     return rows
 
@@ -680,6 +684,14 @@ def _pins(vectors: list[Vector]) -> dict[str, list[str]]:
     return pins
 
 
+def _class_cell(keeps: bool) -> str:
+    return "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
+
+
+def _pinned_cell(vector_ids: list[str]) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(vector_ids)) or "(none)"
+
+
 def unavailable_page(vectors: list[Vector]) -> str:
     pins = _pins(vectors)
     lines = [
@@ -713,9 +725,10 @@ def unavailable_page(vectors: list[Vector]) -> str:
         keeps = _keeps_delegation({"failure": kind.value})
         if keeps != (kind in _UNAVAILABLE):
             raise SystemExit(f"generate: {kind.value}: the run and _UNAVAILABLE disagree")
-        cls = "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
-        pinned = ", ".join(f"`{v}`" for v in sorted(pins[kind.value])) or "(none)"
-        lines.append(f"| `{kind.value}` | {_FAILURE_MEANINGS[kind]} | {cls} | {pinned} |")
+        lines.append(
+            f"| `{kind.value}` | {_FAILURE_MEANINGS[kind]} | {_class_cell(keeps)} | "
+            f"{_pinned_cell(pins.get(kind.value, []))} |"
+        )
     lines += [
         "",
         "## Responses",
@@ -727,9 +740,7 @@ def unavailable_page(vectors: list[Vector]) -> str:
     ]
     for label, response in _RESPONSE_ROWS:
         keeps = _keeps_delegation(response)
-        cls = "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
-        pinned = ", ".join(f"`{v}`" for v in sorted(pins.get(label, []))) or "(none)"
-        lines.append(f"| {label} | {cls} | {pinned} |")
+        lines.append(f"| {label} | {_class_cell(keeps)} | {_pinned_cell(pins.get(label, []))} |")
     lines += [
         "",
         "`stale_if_error=0` turns the reuse off: every failure then leads to step 4, as the",
