@@ -97,6 +97,11 @@ def _steps(states: list[State]) -> str:
     return "Steps " + ", ".join(names) if len(names) > 1 else f"Step {names[0]}"
 
 
+def _table_head(*columns: str) -> list[str]:
+    """A Markdown table's header row and the rule under it."""
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+
+
 def _error_kinds_by_step(vectors: list[Vector]) -> dict[str, set[str]]:
     kinds: dict[str, set[str]] = defaultdict(set)
     for vector in vectors:
@@ -189,8 +194,7 @@ def state_machine(vectors: list[Vector]) -> str:
         "",
         "Moves that several steps share are one row.",
         "",
-        "| From | Event | When | To |",
-        "| --- | --- | --- | --- |",
+        *_table_head("From", "Event", "When", "To"),
     ]
     described: set[Event] = set()
     for (event, target), sources in by_edge.items():
@@ -259,150 +263,144 @@ class StepRule:
     expect: Callable[[ServerName, ServerName | None], dict[str, Any]]
 
 
-def _d(delegated: ServerName | None) -> ServerName:
+@dataclass(frozen=True)
+class _Way:
+    """How a step makes targets from a name: the table's last four columns and their code.
+
+    Steps 3.1 to 3.5 do to `m.server` what steps 1, 2, 4, 5 and 6 do to the server name,
+    so each way is written once, its text with ``{port}``, ``{name}`` and ``{hostname}``
+    for the words that name the one or the other.
+    """
+
+    port: str
+    host_header: str
+    certificate: str
+    sni: str
+    expect: Callable[[ServerName], dict[str, Any]]
+
+
+_IP_LITERAL = _Way(
+    "the {port} port, else 8448",
+    "{name} as written, with its port if it has one",
+    "the IP address",
+    "none",
+    lambda name: {
+        "port": name.port or DEFAULT_PORT,
+        "host_header": name.text,
+        "tls_server_name": name.host,
+        "sni": None,
+    },
+)
+_EXPLICIT_PORT = _Way(
+    "the {port} port",
+    "{name} as written, with its port",
+    "{hostname}",
+    "{hostname}",
+    lambda name: {
+        "port": name.port,
+        "host_header": name.text,
+        "tls_server_name": name.host,
+        "sni": name.host,
+    },
+)
+_SRV = _Way(  # no "port": the SRV record's, which the names cannot predict
+    "the SRV record's port",
+    "{hostname}, no port",
+    "{hostname} (never the SRV target)",
+    "{hostname}",
+    lambda name: {"host_header": name.hostname, "tls_server_name": name.host, "sni": name.host},
+)
+_PORT_8448 = _Way(
+    "8448",
+    "{hostname}, no port",
+    "{hostname}",
+    "{hostname}",
+    lambda name: {
+        "port": DEFAULT_PORT,
+        "host_header": name.hostname,
+        "tls_server_name": name.host,
+        "sni": name.host,
+    },
+)
+
+_SERVER_NAME_WORDS = {"port": "given", "name": "the server name", "hostname": "the hostname"}
+_DELEGATED_WORDS = {"port": "delegated", "name": "`m.server`", "hostname": "the delegated hostname"}
+
+
+def _server_name(name: ServerName, delegated: ServerName | None) -> ServerName:
+    return name
+
+
+def _delegated(name: ServerName, delegated: ServerName | None) -> ServerName:
     assert delegated is not None
     return delegated
 
 
+def _rule(step: Step, when: str, lookups: str, way: _Way) -> StepRule:
+    """``way`` applied to the name the step works on: the delegated one in steps 3.x."""
+    on_delegated = step.value.startswith("3.")
+    words = _DELEGATED_WORDS if on_delegated else _SERVER_NAME_WORDS
+    pick = _delegated if on_delegated else _server_name
+    return StepRule(
+        step,
+        when,
+        lookups,
+        way.port.format(**words),
+        way.host_header.format(**words),
+        way.certificate.format(**words),
+        way.sni.format(**words),
+        lambda n, d: way.expect(pick(n, d)),
+    )
+
+
 STEP_RULES: tuple[StepRule, ...] = (
-    StepRule(
-        Step.IP_LITERAL,
-        "the server name is an IP literal",
-        "nothing",
-        "the given port, else 8448",
-        "the server name as written, with its port if it has one",
-        "the IP address",
-        "none",
-        lambda n, d: {
-            "port": n.port or DEFAULT_PORT,
-            "host_header": n.text,
-            "tls_server_name": n.host,
-            "sni": None,
-        },
+    _rule(Step.IP_LITERAL, "the server name is an IP literal", "nothing", _IP_LITERAL),
+    _rule(
+        Step.EXPLICIT_PORT, "a DNS name with a port", "AAAA and A of the hostname", _EXPLICIT_PORT
     ),
-    StepRule(
-        Step.EXPLICIT_PORT,
-        "a DNS name with a port",
-        "AAAA and A of the hostname",
-        "the given port",
-        "the server name as written, with its port",
-        "the hostname",
-        "the hostname",
-        lambda n, d: {
-            "port": n.port,
-            "host_header": n.text,
-            "tls_server_name": n.host,
-            "sni": n.host,
-        },
-    ),
-    StepRule(
+    _rule(
         Step.DELEGATED_IP_LITERAL,
         "`m.server` is an IP literal",
         "the well-known, then nothing",
-        "the delegated port, else 8448",
-        "`m.server` as written, with its port if it has one",
-        "the IP address",
-        "none",
-        lambda n, d: {
-            "port": _d(d).port or DEFAULT_PORT,
-            "host_header": _d(d).text,
-            "tls_server_name": _d(d).host,
-            "sni": None,
-        },
+        _IP_LITERAL,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_EXPLICIT_PORT,
         "`m.server` is a DNS name with a port",
         "the well-known; AAAA and A of the delegated hostname",
-        "the delegated port",
-        "`m.server` as written, with its port",
-        "the delegated hostname",
-        "the delegated hostname",
-        lambda n, d: {
-            "port": _d(d).port,
-            "host_header": _d(d).text,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _EXPLICIT_PORT,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_SRV,
         "`m.server` is a DNS name without a port",
         "the well-known; SRV `_matrix-fed._tcp.<delegated>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the delegated hostname, no port",
-        "the delegated hostname (never the SRV target)",
-        "the delegated hostname",
-        lambda n, d: {
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_LEGACY_SRV,
         "as 3.3, and no `_matrix-fed._tcp` record (deprecated)",
         "SRV `_matrix._tcp.<delegated>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the delegated hostname, no port",
-        "the delegated hostname (never the SRV target)",
-        "the delegated hostname",
-        lambda n, d: {
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.DELEGATED_ADDRESS,
         "as 3.3, and no SRV record at all",
         "AAAA and A of the delegated hostname",
-        "8448",
-        "the delegated hostname, no port",
-        "the delegated hostname",
-        "the delegated hostname",
-        lambda n, d: {
-            "port": DEFAULT_PORT,
-            "host_header": _d(d).hostname,
-            "tls_server_name": _d(d).host,
-            "sni": _d(d).host,
-        },
+        _PORT_8448,
     ),
-    StepRule(
+    _rule(
         Step.SRV,
         "a DNS name without a port, and no valid delegation (step 3 gave an error)",
         "SRV `_matrix-fed._tcp.<hostname>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the hostname, no port",
-        "the hostname (never the SRV target)",
-        "the hostname",
-        lambda n, d: {"host_header": n.hostname, "tls_server_name": n.host, "sni": n.host},
+        _SRV,
     ),
-    StepRule(
+    _rule(
         Step.LEGACY_SRV,
         "as 4, and no `_matrix-fed._tcp` record (deprecated)",
         "SRV `_matrix._tcp.<hostname>`; AAAA and A of each target",
-        "the SRV record's port",
-        "the hostname, no port",
-        "the hostname (never the SRV target)",
-        "the hostname",
-        lambda n, d: {"host_header": n.hostname, "tls_server_name": n.host, "sni": n.host},
+        _SRV,
     ),
-    StepRule(
-        Step.ADDRESS,
-        "as 4, and no SRV record at all",
-        "AAAA and A of the hostname",
-        "8448",
-        "the hostname, no port",
-        "the hostname",
-        "the hostname",
-        lambda n, d: {
-            "port": DEFAULT_PORT,
-            "host_header": n.hostname,
-            "tls_server_name": n.host,
-            "sni": n.host,
-        },
-    ),
+    _rule(Step.ADDRESS, "as 4, and no SRV record at all", "AAAA and A of the hostname", _PORT_8448),
 )
 
 _DELEGATION = re.compile(r"m\.server is '([^']*)'|last valid delegation '([^']*)'")
@@ -470,6 +468,19 @@ def _cell(text: str | None) -> str:
     return "(none)" if text is None else f"`{text}`"
 
 
+def _names(target: Target) -> str:
+    """A row's `Host` header, certificate name and SNI cells."""
+    return f"{_cell(target.host_header)} | {_cell(target.tls_server_name)} | {_cell(target.sni)}"
+
+
+def _first_target(vector: Vector) -> tuple[Resolution, Target, ServerName | None]:
+    """The vector's first resolution, its first target, and the delegation it acted on."""
+    result = run_vector(vector).steps[0].result
+    if not isinstance(result, Resolution):
+        raise SystemExit(f"generate: {vector.id} does not resolve")
+    return result, result.targets[0], _delegated_name(result)
+
+
 def steps_page(vectors: list[Vector]) -> str:
     by_id = {v.id: v for v in vectors}
     lines = [
@@ -490,9 +501,15 @@ def steps_page(vectors: list[Vector]) -> str:
         "valid delegation (or kept a recent one: [I-17](interpretations.md#i-17-a-recent-"
         "delegation-outlives-a-short-outage-stale-if-error)).",
         "",
-        "| Step | When it applies | What is looked up | Port | `Host` header | "
-        "Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Step",
+            "When it applies",
+            "What is looked up",
+            "Port",
+            "`Host` header",
+            "Certificate name",
+            "SNI",
+        ),
     ]
     for rule in STEP_RULES:
         lines.append(
@@ -515,32 +532,34 @@ def steps_page(vectors: list[Vector]) -> str:
         "One resolution per step, from the vectors `example::step-N` (their full traces are",
         "in [the algorithm](algorithm.md)).",
         "",
-        "| Step | Server name | `m.server` | Connect to | `Host` header | Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Step",
+            "Server name",
+            "`m.server`",
+            "Connect to",
+            "`Host` header",
+            "Certificate name",
+            "SNI",
+        ),
         *_worked_rows(by_id),
         "",
         "## IPv6, trailing dots and upper case",
         "",
         "Each row is a vector run by mxresolve: the same rules, applied to unusual forms.",
         "",
-        "| Form | Server name | Step | Connect to | `Host` header | Certificate name | SNI |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        *_table_head(
+            "Form", "Server name", "Step", "Connect to", "`Host` header", "Certificate name", "SNI"
+        ),
     ]
     for form, vid in FORM_EXAMPLES:
         vector = by_id[vid]
-        run = run_vector(vector).steps[0]
-        result = run.result
-        if not isinstance(result, Resolution):
-            raise SystemExit(f"generate: {vid} does not resolve")
-        target: Target = result.targets[0]
-        delegated = _delegated_name(result)
+        result, target, delegated = _first_target(vector)
         name = f"`{vector.steps[0]['resolve']}`"
         if delegated is not None:
             name += f" → `m.server` `{delegated.text}`"
         lines.append(
             f"| {form} | {name} | {result.step.value} | `{target.host}` port {target.port} | "
-            f"{_cell(target.host_header)} | {_cell(target.tls_server_name)} | "
-            f"{_cell(target.sni)} |"
+            f"{_names(target)} |"
         )
     lines += [
         "",
@@ -554,16 +573,13 @@ def _worked_rows(by_id: dict[str, Vector]) -> list[str]:
     rows = []
     for rule in STEP_RULES:
         vector = by_id[f"example::step-{rule.step.value}"]
-        result = run_vector(vector).steps[0].result
-        if not isinstance(result, Resolution) or result.step is not rule.step:
+        result, target, delegated = _first_target(vector)
+        if result.step is not rule.step:
             raise SystemExit(f"generate: {vector.id} is not decided by step {rule.step.value}")
-        target = result.targets[0]
-        delegated = _delegated_name(result)
         rows.append(
             f"| {rule.step.value} | `{result.server_name}` | "
-            f"{'(none)' if delegated is None else f'`{delegated.text}`'} | "
-            f"`{target.host}:{target.port}` | {_cell(target.host_header)} | "
-            f"{_cell(target.tls_server_name)} | {_cell(target.sni)} |"
+            f"{_cell(None if delegated is None else delegated.text)} | "
+            f"`{target.host}:{target.port}` | {_names(target)} |"
         )
     return rows
 
@@ -668,6 +684,14 @@ def _pins(vectors: list[Vector]) -> dict[str, list[str]]:
     return pins
 
 
+def _class_cell(keeps: bool) -> str:
+    return "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
+
+
+def _pinned_cell(vector_ids: list[str]) -> str:
+    return ", ".join(f"`{v}`" for v in sorted(vector_ids)) or "(none)"
+
+
 def unavailable_page(vectors: list[Vector]) -> str:
     pins = _pins(vectors)
     lines = [
@@ -695,16 +719,16 @@ def unavailable_page(vectors: list[Vector]) -> str:
         "",
         "## Failures before a response",
         "",
-        "| `HttpsFailureKind` | Meaning | Class | Pinned by |",
-        "| --- | --- | --- | --- |",
+        *_table_head("`HttpsFailureKind`", "Meaning", "Class", "Pinned by"),
     ]
     for kind in HttpsFailureKind:
         keeps = _keeps_delegation({"failure": kind.value})
         if keeps != (kind in _UNAVAILABLE):
             raise SystemExit(f"generate: {kind.value}: the run and _UNAVAILABLE disagree")
-        cls = "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
-        pinned = ", ".join(f"`{v}`" for v in sorted(pins[kind.value])) or "(none)"
-        lines.append(f"| `{kind.value}` | {_FAILURE_MEANINGS[kind]} | {cls} | {pinned} |")
+        lines.append(
+            f"| `{kind.value}` | {_FAILURE_MEANINGS[kind]} | {_class_cell(keeps)} | "
+            f"{_pinned_cell(pins.get(kind.value, []))} |"
+        )
     lines += [
         "",
         "## Responses",
@@ -712,14 +736,11 @@ def unavailable_page(vectors: list[Vector]) -> str:
         "Any 5xx status and 429 count as unavailable; every other non-200 status, a body",
         "that is not a valid delegation, and a refused redirect are definite.",
         "",
-        "| Response | Class | Pinned by |",
-        "| --- | --- | --- |",
+        *_table_head("Response", "Class", "Pinned by"),
     ]
     for label, response in _RESPONSE_ROWS:
         keeps = _keeps_delegation(response)
-        cls = "**unavailable**: stale delegation kept" if keeps else "definite: step 4"
-        pinned = ", ".join(f"`{v}`" for v in sorted(pins.get(label, []))) or "(none)"
-        lines.append(f"| {label} | {cls} | {pinned} |")
+        lines.append(f"| {label} | {_class_cell(keeps)} | {_pinned_cell(pins.get(label, []))} |")
     lines += [
         "",
         "`stale_if_error=0` turns the reuse off: every failure then leads to step 4, as the",
@@ -766,6 +787,18 @@ def _replay(
         )
 
 
+def _replay_vector(vectors: list[Vector], vid: str) -> Iterator[Moment]:
+    """The resolutions of vector ``vid``: its steps' times, its world, its settings."""
+    vector = next(v for v in vectors if v.id == vid)
+    times = [float(step.get("at", 0)) for step in vector.steps]
+    return _replay(vector.world, times, vector_settings(vector))
+
+
+def _cached(row: int, at: float, end: float, style: str) -> svgplot.Bar:
+    """An answer cached from ``at`` until ``end``, labelled with how long that is."""
+    return svgplot.Bar(row, at, end, style, f"{end - at:.0f} s")
+
+
 def _step_of(result: Resolution | ResolutionFailure) -> str:
     if isinstance(result, ResolutionFailure):
         return f"failed ({result.kind.value})"
@@ -785,7 +818,8 @@ def _day_timeline() -> tuple[str, list[str]]:
         ("Cache-Control: max-age=28800", [["Cache-Control", "max-age=28800"]]),
         ("Cache-Control: max-age=60", [["Cache-Control", "max-age=60"]]),
     ]
-    bars, marks, table = [], [], []
+    bars, marks = [], []
+    table = _table_head("Response headers", "Cached for", "Fetches in 24 h", "Fetched at")
     times = [h * 3600.0 for h in range(25)]
     for row, (label, headers) in enumerate(cases):
         world = {
@@ -804,7 +838,7 @@ def _day_timeline() -> tuple[str, list[str]]:
             if moment.fetched:
                 fetches.append(moment.at)
                 end = entry.expires_at - EPOCH
-                bars.append(svgplot.Bar(row, moment.at, end, "fresh", f"{end - moment.at:.0f} s"))
+                bars.append(_cached(row, moment.at, end, "fresh"))
             marks.append(
                 svgplot.Mark(
                     row,
@@ -828,27 +862,23 @@ def _day_timeline() -> tuple[str, list[str]]:
         tick=3 * 3600,
         unit="h",
     )
-    lines = [
-        "| Response headers | Cached for | Fetches in 24 h | Fetched at |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines
+    return svg, table
 
 
 def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
     vid = "well-known-cache::backoff-default-reaches-one-hour"
-    vector = next(v for v in vectors if v.id == vid)
-    times = [float(s.get("at", 0)) for s in vector.steps]
-    bars, marks, rows, table = [], [], [], []
-    for moment in _replay(vector.world, times, vector_settings(vector)):
+    bars, marks, rows = [], [], []
+    table = _table_head(
+        "Consecutive failure", "Fetched at", "Cached for", "Next fetch at", "Decided by"
+    )
+    for moment in _replay_vector(vectors, vid):
         if not moment.fetched:
             continue
         entry = _wk_entry(moment.cache)
         row = entry.failures - 1
         end = entry.expires_at - EPOCH
         rows.append(f"failure {entry.failures}")
-        bars.append(svgplot.Bar(row, moment.at, end, "failure", f"{end - moment.at:.0f} s"))
+        bars.append(_cached(row, moment.at, end, "failure"))
         marks.append(svgplot.Mark(row, moment.at, "fail", f"t={moment.at:.0f} s: HTTP 404"))
         table.append(
             f"| {entry.failures} | {moment.at:.0f} s | {end - moment.at:.0f} s | {end:.0f} s | "
@@ -863,12 +893,7 @@ def _backoff_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
         tick=1800,
         unit="s",
     )
-    lines = [
-        "| Consecutive failure | Fetched at | Cached for | Next fetch at | Decided by |",
-        "| --- | --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines, vid
+    return svg, table, vid
 
 
 def _stale_timeline() -> tuple[str, list[str]]:
@@ -880,7 +905,8 @@ def _stale_timeline() -> tuple[str, list[str]]:
     times = [float(t) for t in range(0, 9001, 60)] + [7199.0]
     times.sort()
     rows = ["well-known cache", "resolutions"]
-    bars, marks, table = [], [], []
+    bars, marks = [], []
+    table = _table_head("t", "Well-known", "Decided by", "Note")
     last_step = None
     stale_start = stale_end = None
     for moment in _replay(world, times, _VECTOR_DEFAULTS, patches={3600.0: patch}):
@@ -889,7 +915,7 @@ def _stale_timeline() -> tuple[str, list[str]]:
         if moment.fetched:
             end = entry.expires_at - EPOCH
             style = "fresh" if entry.delegation is not None else "failure"
-            bars.append(svgplot.Bar(0, moment.at, end, style, f"{end - moment.at:.0f} s"))
+            bars.append(_cached(0, moment.at, end, style))
         kept = any("keeping the last valid delegation" in e.message for e in moment.result.trace)
         if kept and stale_start is None:
             stale_start = moment.at
@@ -926,25 +952,19 @@ def _stale_timeline() -> tuple[str, list[str]]:
         tick=900,
         unit="s",
     )
-    lines = [
-        "| t | Well-known | Decided by | Note |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines
+    return svg, table
 
 
 def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
     vid = "example::caching"
-    vector = next(v for v in vectors if v.id == vid)
-    times = [float(s.get("at", 0)) for s in vector.steps]
     keys = [
         ("well-known example.org", None, None),
         ("A matrix.example.net.", "matrix.example.net.", RecordType.A),
         ("AAAA matrix.example.net.", "matrix.example.net.", RecordType.AAAA),
     ]
-    bars, marks, table = [], [], []
-    for moment in _replay(vector.world, times, vector_settings(vector)):
+    bars, marks = [], []
+    table = _table_head("t", "Answer", "Asked or from cache", "Fresh until")
+    for moment in _replay_vector(vectors, vid):
         for row, (label, qname, rdtype) in enumerate(keys):
             if qname is None or rdtype is None:
                 asked = moment.fetched
@@ -956,7 +976,7 @@ def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
                 end = moment.at if hit is None else hit[1] - EPOCH
                 style = "fresh" if hit is not None and hit[0].records else "negative"
             if asked:
-                bars.append(svgplot.Bar(row, moment.at, end, style, f"{end - moment.at:.0f} s"))
+                bars.append(_cached(row, moment.at, end, style))
             marks.append(
                 svgplot.Mark(
                     row,
@@ -977,12 +997,7 @@ def _dns_timeline(vectors: list[Vector]) -> tuple[str, list[str], str]:
         tick=1800,
         unit="s",
     )
-    lines = [
-        "| t | Answer | Asked or from cache | Fresh until |",
-        "| --- | --- | --- | --- |",
-        *table,
-    ]
-    return svg, lines, vid
+    return svg, table, vid
 
 
 def timelines_page(vectors: list[Vector]) -> tuple[str, dict[str, str]]:

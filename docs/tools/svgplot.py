@@ -7,7 +7,9 @@ compare it byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from html import escape
 
 # Colours by meaning, shared by every plot so a legend reads the same everywhere.
@@ -44,6 +46,24 @@ class Mark:
 def _fmt(seconds: float, unit: str) -> str:
     value = seconds / {"s": 1, "min": 60, "h": 3600}[unit]
     return f"{value:g}{' ' + unit if unit != 's' else ' s'}"
+
+
+def _dot(cx: float, cy: float, fill: str, title: str | None = None) -> str:
+    """A mark: the same circle in the plot (with a tooltip) and in the legend."""
+    attributes = f'cx="{cx}" cy="{cy}" r="4.5" fill="{fill}" stroke="#0d47a1" stroke-width="1.5"'
+    if title is None:
+        return f"<circle {attributes}/>"
+    return f"<circle {attributes}><title>{escape(title)}</title></circle>"
+
+
+def _legend_dot(fill: str, x: float, y: int) -> str:
+    return _dot(x + 6, y - 4, fill)
+
+
+def _legend_box(colour: str, x: float, y: int) -> str:
+    return (
+        f'<rect x="{x}" y="{y - 10}" width="14" height="12" fill="{colour}" fill-opacity="0.75"/>'
+    )
 
 
 def timeline(
@@ -109,38 +129,23 @@ def timeline(
             )
     for mark in marks:
         fill, _ = _MARKS[mark.kind]
-        cy = top + mark.row * row_h + row_h / 2
-        out.append(
-            f'<circle cx="{x(mark.at)}" cy="{cy}" r="4.5" fill="{fill}" stroke="#0d47a1" '
-            f'stroke-width="1.5"><title>{escape(mark.label)}</title></circle>'
-        )
-    legend_y = axis_y + 40
-    lx = 10.0
-    used_styles = [s for s in STYLES if any(b.style == s for b in bars)]
-    used_marks = [m for m in _MARKS if any(k.kind == m for k in marks)]
-
-    def wrap(needed: float) -> None:
-        nonlocal lx, legend_y
+        out.append(_dot(x(mark.at), top + mark.row * row_h + row_h / 2, fill, mark.label))
+    # The legend: each style and mark the plot uses, as its swatch (drawn at x, y) and
+    # its text (so far right of the swatch), in lines that wrap at the right edge.
+    legend: list[tuple[Callable[[float, int], str], int, str]] = []
+    for style, (colour, text) in STYLES.items():
+        if any(b.style == style for b in bars):
+            legend.append((partial(_legend_box, colour), 20, text))
+    for kind, (fill, text) in _MARKS.items():
+        if any(m.kind == kind for m in marks):
+            legend.append((partial(_legend_dot, fill), 16, text))
+    lx, legend_y = 10.0, axis_y + 40
+    for swatch, text_x, text in legend:
+        needed = text_x + 10 + 6.2 * len(text)
         if lx + needed > width - 10:
             lx, legend_y = 10.0, legend_y + 22
-
-    for style in used_styles:
-        colour, text = STYLES[style]
-        wrap(30 + 6.2 * len(text))
-        out.append(
-            f'<rect x="{lx}" y="{legend_y - 10}" width="14" height="12" fill="{colour}" '
-            'fill-opacity="0.75"/>'
-        )
-        out.append(f'<text x="{lx + 20}" y="{legend_y}">{escape(text)}</text>')
-        lx += 30 + 6.2 * len(text)
-    for kind in used_marks:
-        fill, text = _MARKS[kind]
-        wrap(26 + 6.2 * len(text))
-        out.append(
-            f'<circle cx="{lx + 6}" cy="{legend_y - 4}" r="4.5" fill="{fill}" stroke="#0d47a1" '
-            'stroke-width="1.5"/>'
-        )
-        out.append(f'<text x="{lx + 16}" y="{legend_y}">{escape(text)}</text>')
-        lx += 26 + 6.2 * len(text)
+        out.append(swatch(lx, legend_y))
+        out.append(f'<text x="{lx + text_x}" y="{legend_y}">{escape(text)}</text>')
+        lx += needed
     out.append("</svg>")
     return "\n".join(out) + "\n"
