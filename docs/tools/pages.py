@@ -231,8 +231,10 @@ def check_headings(algorithm_text: str) -> None:
 def vector_trace(vector: Vector) -> str:
     """A vector's run as the CLI explains it; several resolutions get a t= header each."""
     result = run_vector(vector)
-    blocks = []
+    blocks: list[str] = []
     for step_result, raw in zip(result.steps, vector.steps, strict=True):
+        if step_result.result is None:
+            raise ValueError(f"{vector.id} / {step_result.name}: the step gave no result")
         if len(vector.steps) > 1:
             if blocks:
                 blocks.append("")
@@ -428,6 +430,9 @@ def check_step_rules(vectors: list[Vector]) -> list[str]:
             if "targets" not in expect or expect.get("step") not in rules:
                 continue
             name = parse_server_name(raw["resolve"])
+            if step_result.result is None:
+                problems.append(f"{vector.id} / {step_result.name}: the step gave no result")
+                continue
             delegated = _delegated_name(step_result.result)
             if expect["step"].startswith("3.") and delegated is None:
                 problems.append(f"{vector.id} / {step_result.name}: no delegation in the trace")
