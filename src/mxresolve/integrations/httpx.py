@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, TypeVar
 
 try:
@@ -280,6 +281,16 @@ F = TypeVar("F", bound="httpx.BaseTransport | httpx.AsyncBaseTransport")
 P = TypeVar("P", bound="httpcore.ConnectionPool | httpcore.AsyncConnectionPool")
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A transport's settings for each request and each pool, as its constructor took them."""
+
+    total_timeout: float | None
+    retry_after_send: bool
+    max_connections: int
+    keepalive_expiry: float
+
+
 class _TransportBase(Generic[R, F, P]):
     """The options and decisions both transports share; each adds only its calls."""
 
@@ -287,22 +298,10 @@ class _TransportBase(Generic[R, F, P]):
     _make_pool: Callable[..., P]
     _make_backend: Callable[[Target, ssl.SSLContext], Any]
 
-    def __init__(
-        self,
-        resolver: R,
-        fallback: F | None,
-        total_timeout: float | None,
-        retry_after_send: bool,
-        max_connections: int,
-        keepalive_expiry: float,
-        max_pools: int,
-    ) -> None:
+    def __init__(self, resolver: R, fallback: F | None, options: _Options, max_pools: int) -> None:
         self.resolver = resolver
         self._fallback = fallback
-        self._total_timeout = total_timeout
-        self._retry_after_send = retry_after_send
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
+        self._options = options
         self._pools: KeyedPools[P] = KeyedPools(max_pools)
 
     def _fallback_for(self, request: httpx.Request) -> F:
@@ -313,18 +312,20 @@ class _TransportBase(Generic[R, F, P]):
 
     def _begin(self, request: httpx.Request) -> tuple[str, Deadline]:
         """The server name the request is for, and its total deadline (from now)."""
-        return _server_name(request), _total(request, self._total_timeout)
+        return _server_name(request), _total(request, self._options.total_timeout)
 
     def _attempts(self, request: httpx.Request, resolution: Resolution) -> Attempts:
-        return Attempts(resolution, request.method, self._retry_after_send, _replayable(request))
+        return Attempts(
+            resolution, request.method, self._options.retry_after_send, _replayable(request)
+        )
 
     def _get_pool(self, target: Target) -> tuple[P, list[P]]:
         """The target's pool (made on first use) and the pools evicted for it, to close."""
         return self._pools.get(
             PoolKey.for_target(target),
             lambda: self._make_pool(
-                max_connections=self._max_connections,
-                keepalive_expiry=self._keepalive_expiry,
+                max_connections=self._options.max_connections,
+                keepalive_expiry=self._options.keepalive_expiry,
                 network_backend=self._make_backend(target, self.resolver._ssl_context),
             ),
         )
@@ -471,14 +472,9 @@ class MatrixFederationTransport(
         keepalive_expiry: float = 5.0,
         max_pools: int = 1000,
     ) -> None:
+        options = _Options(total_timeout, retry_after_send, max_connections, keepalive_expiry)
         super().__init__(
-            resolver if resolver is not None else Resolver(),
-            fallback,
-            total_timeout,
-            retry_after_send,
-            max_connections,
-            keepalive_expiry,
-            max_pools,
+            resolver if resolver is not None else Resolver(), fallback, options, max_pools
         )
         self._lock = threading.Lock()  # an httpx.Client may be shared between threads
 
@@ -649,14 +645,9 @@ class AsyncMatrixFederationTransport(
         keepalive_expiry: float = 5.0,
         max_pools: int = 1000,
     ) -> None:
+        options = _Options(total_timeout, retry_after_send, max_connections, keepalive_expiry)
         super().__init__(
-            resolver if resolver is not None else AsyncResolver(),
-            fallback,
-            total_timeout,
-            retry_after_send,
-            max_connections,
-            keepalive_expiry,
-            max_pools,
+            resolver if resolver is not None else AsyncResolver(), fallback, options, max_pools
         )
 
     async def _pool(self, target: Target) -> httpcore.AsyncConnectionPool:
