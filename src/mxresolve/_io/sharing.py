@@ -221,6 +221,21 @@ class _SharingBase:
                 self._install(before.host, counted)
         return self._finish(before, result, counted)
 
+    def _dns_hit(self, query: DnsQuery) -> _Steps[DnsResult | None]:
+        """The store's answer to a question the machine hands out, if it has one."""
+        hit = yield partial(
+            self.store.get_dns, query.qname, query.rdtype, self.clock(), self.settings
+        )
+        return hit[0] if hit is not None else None
+
+    def _dns_tell(self, query: DnsQuery, result: DnsResult) -> _Steps[DnsResult]:
+        """Publish an answer from the network while it is fresh enough to share."""
+        now = self.clock()
+        expires_at = shared_dns_expiry(result, now, self.settings)
+        if expires_at is not None:
+            yield partial(self.store.put_dns, query.qname, query.rdtype, result, expires_at, now)
+        return result
+
 
 def _call(steps: _Steps[T]) -> T:
     """Run ``steps``, making each store call it yields."""
@@ -290,17 +305,10 @@ class _SharedDns:
         return hit if hit is not None else self._tell(query, self.inner.query(query, timeout))
 
     def _shared(self, query: DnsQuery) -> DnsResult | None:
-        s = self.sharing
-        hit = s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
-        return hit[0] if hit is not None else None
+        return _call(self.sharing._dns_hit(query))
 
     def _tell(self, query: DnsQuery, result: DnsResult) -> DnsResult:
-        s = self.sharing
-        now = s.clock()
-        expires_at = shared_dns_expiry(result, now, s.settings)
-        if expires_at is not None:
-            s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
-        return result
+        return _call(self.sharing._dns_tell(query, result))
 
 
 class _FromStore(PendingQuery):
@@ -336,18 +344,14 @@ class _TwoPhaseSharedDns(_SharedDns):
 
 
 class _AsyncSharedDns:
+    """The same for an asyncio DNS transport."""
+
     def __init__(self, inner: AsyncDnsTransport, sharing: AsyncSharing) -> None:
         self.inner = inner
         self.sharing = sharing
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
-        s = self.sharing
-        hit = await s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
+        hit = await _await(self.sharing._dns_hit(query))
         if hit is not None:
-            return hit[0]
-        result = await self.inner.query(query, timeout)
-        now = s.clock()
-        expires_at = shared_dns_expiry(result, now, s.settings)
-        if expires_at is not None:
-            await s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
-        return result
+            return hit
+        return await _await(self.sharing._dns_tell(query, await self.inner.query(query, timeout)))
