@@ -192,6 +192,15 @@ class _RedisStoreBase:
         value = self.codec.encode_well_known(hostname, entry)
         return entry, value, self._px(retain_until(entry, settings), now)
 
+    def _counted(self, hostname: str, entry: WellKnownEntry | None) -> WellKnownEntry | None:
+        """The end of an add_failure that reached Redis: None when it gave up on the race."""
+        self._reached()
+        if entry is None:
+            log.warning("gave up counting a failure of %s: the key kept changing", hostname)
+        else:
+            self.stats.writes += 1
+        return entry
+
 
 def _client_options(timeout: float) -> dict[str, Any]:
     # No retries, no health-check pings: one bounded attempt, then the breaker decides.
@@ -291,15 +300,11 @@ class RedisStore(_RedisStoreBase):
                         if time.monotonic() > give_up:
                             break
                         continue
-                    self._reached()
-                    self.stats.writes += 1
-                    return entry
+                    return self._counted(hostname, entry)
         except _ERRORS as exc:
             self._failed(exc)
             return None
-        self._reached()
-        log.warning("gave up counting a failure of %s: the key kept changing", hostname)
-        return None
+        return self._counted(hostname, None)
 
     def get_dns(
         self, qname: str, rdtype: RecordType, now: float, settings: Settings
@@ -422,12 +427,7 @@ class AsyncRedisStore(_RedisStoreBase):
         except _ERRORS as exc:
             self._failed(exc)
             return None
-        self._reached()
-        if entry is None:
-            log.warning("gave up counting a failure of %s: the key kept changing", hostname)
-        else:
-            self.stats.writes += 1
-        return entry
+        return self._counted(hostname, entry)
 
     async def get_dns(
         self, qname: str, rdtype: RecordType, now: float, settings: Settings
