@@ -240,6 +240,9 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
+# --- what both transports share: their settings and every decision ----------------------
+
+
 def _unresolved(exc: ResolutionError, request: httpx.Request) -> FederationConnectError:
     return FederationConnectError(
         _failure_message(exc.failure), request=request, failure=exc.failure
@@ -296,7 +299,9 @@ class _TransportBase(Generic[R, F, P]):
 
     _name: str
     _make_pool: Callable[..., P]
-    _make_backend: Callable[[Target, ssl.SSLContext], Any]
+    _make_backend: Callable[
+        [Target, ssl.SSLContext], httpcore.NetworkBackend | httpcore.AsyncNetworkBackend
+    ]
 
     def __init__(self, resolver: R, fallback: F | None, options: _Options, max_pools: int) -> None:
         self.resolver = resolver
