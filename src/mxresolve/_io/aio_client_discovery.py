@@ -8,7 +8,7 @@ import ssl
 import time
 from collections.abc import Sequence
 
-from .._core.client_discovery import ClientDiscovery, ClientDiscoveryMachine, ClientOutcome
+from .._core.client_discovery import ClientDiscovery, ClientOutcome
 from .._core.errors import LocalProtocolError
 from .._core.events import HttpsGet, Outcome
 from .aio_dns_transport import AsyncDnspythonTransport
@@ -16,13 +16,12 @@ from .aio_https_transport import AsyncH11HttpsTransport
 from .client_discovery import (
     DEFAULT_DEADLINE,
     DEFAULT_REQUEST_TIMEOUT,
-    _check_times,
     _late,
-    _policy,
+    _machine,
     _raised,
+    _tls_and_policy,
 )
 from .https_transport import AsyncHttpsTransport
-from .net import own_ssl_context
 
 __all__ = ["async_discover_client"]
 
@@ -42,15 +41,11 @@ async def async_discover_client(
     https: AsyncHttpsTransport | None = None,
 ) -> ClientDiscovery:
     """The asyncio form of :func:`discover_client`; requests of one step run concurrently."""
-    _check_times(request_timeout, deadline)
-    machine = ClientDiscoveryMachine(
-        user_id_or_server_name, support=support, no_response=no_response
-    )
+    machine = _machine(user_id_or_server_name, request_timeout, deadline, support, no_response)
     if https is None:
+        context, policy = _tls_and_policy(cafile, ssl_context, allow_ips, deny_ips)
         https = AsyncH11HttpsTransport(
-            AsyncDnspythonTransport(nameservers),
-            ssl_context=own_ssl_context(cafile, ssl_context),
-            ip_policy=_policy(allow_ips, deny_ips),
+            AsyncDnspythonTransport(nameservers), ssl_context=context, ip_policy=policy
         )
     transport = https
     ends = time.monotonic() + deadline

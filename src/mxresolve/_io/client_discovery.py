@@ -39,6 +39,31 @@ def _check_times(request_timeout: float, deadline: float) -> None:
             raise InvalidSettings(f"{name} must be a positive number of seconds, not {value!r}")
 
 
+# What both drivers do before their first request, and decide about each one.
+
+
+def _machine(
+    user_id_or_server_name: str,
+    request_timeout: float,
+    deadline: float,
+    support: bool,
+    no_response: ClientOutcome,
+) -> ClientDiscoveryMachine:
+    """The machine for one discovery, once the arguments are checked."""
+    _check_times(request_timeout, deadline)
+    return ClientDiscoveryMachine(user_id_or_server_name, support=support, no_response=no_response)
+
+
+def _tls_and_policy(
+    cafile: str | None,
+    ssl_context: ssl.SSLContext | None,
+    allow_ips: Sequence[str] | None,
+    deny_ips: Sequence[str] | None,
+) -> tuple[ssl.SSLContext | None, IpPolicy]:
+    """The TLS context and IP policy of the default transport: the resolvers' own."""
+    return own_ssl_context(cafile, ssl_context), _policy(allow_ips, deny_ips)
+
+
 def _late(request: HttpsGet) -> HttpsFailure:
     return HttpsFailure(
         kind=HttpsFailureKind.READ_TIMEOUT, message=f"{request.url}: past the discovery deadline"
@@ -74,15 +99,11 @@ def discover_client(
     fetches the support file; ``no_response`` is the outcome when the client
     well-known gets no response at all (docs/interpretations.md, I-43).
     """
-    _check_times(request_timeout, deadline)
-    machine = ClientDiscoveryMachine(
-        user_id_or_server_name, support=support, no_response=no_response
-    )
+    machine = _machine(user_id_or_server_name, request_timeout, deadline, support, no_response)
     if https is None:
+        context, policy = _tls_and_policy(cafile, ssl_context, allow_ips, deny_ips)
         https = H11HttpsTransport(
-            DnspythonTransport(nameservers),
-            ssl_context=own_ssl_context(cafile, ssl_context),
-            ip_policy=_policy(allow_ips, deny_ips),
+            DnspythonTransport(nameservers), ssl_context=context, ip_policy=policy
         )
     ends = time.monotonic() + deadline
     while True:

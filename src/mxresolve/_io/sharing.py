@@ -26,8 +26,9 @@ import inspect
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from functools import partial
+from typing import Any, TypeVar
 
 from .._core.cache import ResolverCache, WellKnownEntry
 from .._core.errors import InvalidSettings
@@ -59,6 +60,10 @@ from .dns_transport import (
 __all__ = ["AsyncSharing", "Sharing"]
 
 _Result = Resolution | ResolutionFailure
+T = TypeVar("T")
+# A step that yields store calls (no arguments left to give), gets each one's answer
+# back, and returns T.
+_Steps = Generator[Callable[[], Any], Any, T]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,36 +183,35 @@ class _SharingBase:
             return dataclasses.replace(result, expires_at=limit)
         return result
 
+    # The two steps, written once: each yields the store calls it needs, in order, and
+    # gets their answers back; the blocking shell calls them, the asyncio shell awaits them.
 
-class Sharing(_SharingBase):
-    """The blocking shell: :class:`~mxresolve.Resolver` calls it around each resolution."""
-
-    store: CacheStore
-    _wrong_kind = "Resolver needs a CacheStore (an AsyncCacheStore is for AsyncResolver)"
-
-    def before(self, server_name: str) -> _Before | None:
+    def _before(self, server_name: str) -> _Steps[_Before | None]:
         plan = self._plan(server_name)
         if plan is None:
             return None
         host, local, read = plan
         if not read:
             return _Before(host, local)
-        shared = self.store.get_well_known(host, self.clock(), self.settings)
+        shared = yield partial(self.store.get_well_known, host, self.clock(), self.settings)
         before, publish = self._merge(host, local, shared)
         if publish is not None:
-            self.store.put_well_known(host, publish, self.clock(), self.settings)
+            yield partial(self.store.put_well_known, host, publish, self.clock(), self.settings)
         return before
 
-    def after(self, before: _Before | None, result: _Result) -> _Result:
+    def _after(self, before: _Before | None, result: _Result) -> _Steps[_Result]:
         written = self._written(before)
         counted = None
         if written is not None:
             assert before is not None
             if written.delegation is not None:
-                self.store.put_well_known(before.host, written, self.clock(), self.settings)
+                yield partial(
+                    self.store.put_well_known, before.host, written, self.clock(), self.settings
+                )
             else:
                 assert written.error is not None
-                counted = self.store.add_failure(
+                counted = yield partial(
+                    self.store.add_failure,
                     before.host,
                     written.error,
                     unavailable=written.unavailable,
@@ -216,6 +220,56 @@ class Sharing(_SharingBase):
                 )
                 self._install(before.host, counted)
         return self._finish(before, result, counted)
+
+    def _dns_hit(self, query: DnsQuery) -> _Steps[DnsResult | None]:
+        """The store's answer to a question the machine hands out, if it has one."""
+        hit = yield partial(
+            self.store.get_dns, query.qname, query.rdtype, self.clock(), self.settings
+        )
+        return hit[0] if hit is not None else None
+
+    def _dns_tell(self, query: DnsQuery, result: DnsResult) -> _Steps[DnsResult]:
+        """Publish an answer from the network while it is fresh enough to share."""
+        now = self.clock()
+        expires_at = shared_dns_expiry(result, now, self.settings)
+        if expires_at is not None:
+            yield partial(self.store.put_dns, query.qname, query.rdtype, result, expires_at, now)
+        return result
+
+
+def _call(steps: _Steps[T]) -> T:
+    """Run ``steps``, making each store call it yields."""
+    try:
+        call = next(steps)
+        while True:
+            call = steps.send(call())
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def _await(steps: _Steps[T]) -> T:
+    """Run ``steps``, awaiting each store call it yields."""
+    try:
+        call = next(steps)
+        while True:
+            call = steps.send(await call())
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+class Sharing(_SharingBase):
+    """The blocking shell: :class:`~mxresolve.Resolver` calls it around each resolution."""
+
+    store: CacheStore
+    _wrong_kind = "Resolver needs a CacheStore (an AsyncCacheStore is for AsyncResolver)"
+
+    def before(self, server_name: str) -> _Before | None:
+        return _call(self._before(server_name))
+
+    def after(self, before: _Before | None, result: _Result) -> _Result:
+        return _call(self._after(before, result))
 
     def dns(self, inner: DnsTransport) -> DnsTransport:
         two = two_phase(inner)
@@ -230,36 +284,10 @@ class AsyncSharing(_SharingBase):
     _wrong_kind = "AsyncResolver needs an AsyncCacheStore, such as AsyncRedisStore"
 
     async def before(self, server_name: str) -> _Before | None:
-        plan = self._plan(server_name)
-        if plan is None:
-            return None
-        host, local, read = plan
-        if not read:
-            return _Before(host, local)
-        shared = await self.store.get_well_known(host, self.clock(), self.settings)
-        before, publish = self._merge(host, local, shared)
-        if publish is not None:
-            await self.store.put_well_known(host, publish, self.clock(), self.settings)
-        return before
+        return await _await(self._before(server_name))
 
     async def after(self, before: _Before | None, result: _Result) -> _Result:
-        written = self._written(before)
-        counted = None
-        if written is not None:
-            assert before is not None
-            if written.delegation is not None:
-                await self.store.put_well_known(before.host, written, self.clock(), self.settings)
-            else:
-                assert written.error is not None
-                counted = await self.store.add_failure(
-                    before.host,
-                    written.error,
-                    unavailable=written.unavailable,
-                    now=written.stored_at,
-                    settings=self.settings,
-                )
-                self._install(before.host, counted)
-        return self._finish(before, result, counted)
+        return await _await(self._after(before, result))
 
     def dns(self, inner: AsyncDnsTransport) -> AsyncDnsTransport:
         return _AsyncSharedDns(inner, self)
@@ -277,17 +305,10 @@ class _SharedDns:
         return hit if hit is not None else self._tell(query, self.inner.query(query, timeout))
 
     def _shared(self, query: DnsQuery) -> DnsResult | None:
-        s = self.sharing
-        hit = s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
-        return hit[0] if hit is not None else None
+        return _call(self.sharing._dns_hit(query))
 
     def _tell(self, query: DnsQuery, result: DnsResult) -> DnsResult:
-        s = self.sharing
-        now = s.clock()
-        expires_at = shared_dns_expiry(result, now, s.settings)
-        if expires_at is not None:
-            s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
-        return result
+        return _call(self.sharing._dns_tell(query, result))
 
 
 class _FromStore(PendingQuery):
@@ -323,18 +344,14 @@ class _TwoPhaseSharedDns(_SharedDns):
 
 
 class _AsyncSharedDns:
+    """The same for an asyncio DNS transport."""
+
     def __init__(self, inner: AsyncDnsTransport, sharing: AsyncSharing) -> None:
         self.inner = inner
         self.sharing = sharing
 
     async def query(self, query: DnsQuery, timeout: float) -> DnsResult:
-        s = self.sharing
-        hit = await s.store.get_dns(query.qname, query.rdtype, s.clock(), s.settings)
+        hit = await _await(self.sharing._dns_hit(query))
         if hit is not None:
-            return hit[0]
-        result = await self.inner.query(query, timeout)
-        now = s.clock()
-        expires_at = shared_dns_expiry(result, now, s.settings)
-        if expires_at is not None:
-            await s.store.put_dns(query.qname, query.rdtype, result, expires_at, now)
-        return result
+            return hit
+        return await _await(self.sharing._dns_tell(query, await self.inner.query(query, timeout)))

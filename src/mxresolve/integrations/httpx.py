@@ -24,8 +24,9 @@ import selectors
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, NoReturn, TypeVar
 
 try:
     import httpcore
@@ -36,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._core.errors import ResolutionError
-from .._core.events import HttpsFailureKind, ResolutionFailure, Target
+from .._core.events import HttpsFailureKind, Resolution, ResolutionFailure, Target
 from .._io.aio_resolver import AsyncResolver, async_connect_target
 from .._io.net import ConnectFailed
 from .._io.resolver import DEFAULT_CONNECT_TIMEOUT, Resolver, connect_target
@@ -239,6 +240,102 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
+# --- what both transports share: their settings and every decision ----------------------
+
+
+def _unresolved(exc: ResolutionError, request: httpx.Request) -> FederationConnectError:
+    return FederationConnectError(
+        _failure_message(exc.failure), request=request, failure=exc.failure
+    )
+
+
+def _tries(
+    attempts: Attempts, request: httpx.Request, deadline: Deadline
+) -> Iterator[tuple[Target, httpcore.Request, dict[str, float | None]]]:
+    """The targets to try in order, each with its httpcore request, while time is left."""
+    for target in attempts.targets():
+        if deadline.expired():
+            return
+        yield (target, *_core_request(request, target, deadline))
+
+
+S = TypeVar("S", Iterable[bytes], AsyncIterable[bytes])
+
+
+class _StreamState(Generic[S]):
+    """A response body from httpcore, its timeouts refreshed from the deadline before each read."""
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        stream: S,
+        timeouts: dict[str, float | None],
+        deadline: Deadline,
+    ) -> None:
+        self._request = request
+        self._stream: S = stream
+        self._timeouts = timeouts
+        self._asked = dict(request.extensions.get("timeout", {}))
+        self._deadline = deadline
+
+
+R = TypeVar("R", bound="Resolver | AsyncResolver")
+F = TypeVar("F", bound="httpx.BaseTransport | httpx.AsyncBaseTransport")
+P = TypeVar("P", bound="httpcore.ConnectionPool | httpcore.AsyncConnectionPool")
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A transport's settings for each request and each pool, as its constructor took them."""
+
+    total_timeout: float | None
+    retry_after_send: bool
+    max_connections: int
+    keepalive_expiry: float
+
+
+class _TransportBase(Generic[R, F, P]):
+    """The options and decisions both transports share; each adds only its calls."""
+
+    _name: str
+    _make_pool: Callable[..., P]
+    _make_backend: Callable[
+        [Target, ssl.SSLContext], httpcore.NetworkBackend | httpcore.AsyncNetworkBackend
+    ]
+
+    def __init__(self, resolver: R, fallback: F | None, options: _Options, max_pools: int) -> None:
+        self.resolver = resolver
+        self._fallback = fallback
+        self._options = options
+        self._pools: KeyedPools[P] = KeyedPools(max_pools)
+
+    def _fallback_for(self, request: httpx.Request) -> F:
+        """The transport for a URL of another scheme, or the client's error without one."""
+        if self._fallback is None:
+            raise httpx.UnsupportedProtocol(_unsupported(self._name, request), request=request)
+        return self._fallback
+
+    def _begin(self, request: httpx.Request) -> tuple[str, Deadline]:
+        """The server name the request is for, and its total deadline (from now)."""
+        return _server_name(request), _total(request, self._options.total_timeout)
+
+    def _attempts(self, request: httpx.Request, resolution: Resolution) -> Attempts:
+        return Attempts(
+            resolution, request.method, self._options.retry_after_send, _replayable(request)
+        )
+
+    def _get_pool(self, target: Target) -> tuple[P, list[P]]:
+        """The target's pool (made on first use) and the pools evicted for it, to close."""
+        return self._pools.get(
+            PoolKey.for_target(target),
+            lambda: self._make_pool(
+                max_connections=self._options.max_connections,
+                keepalive_expiry=self._options.keepalive_expiry,
+                network_backend=self._make_backend(target, self.resolver._ssl_context),
+            ),
+        )
+
+
 # --- sync -------------------------------------------------------------------------------
 
 
@@ -323,20 +420,7 @@ class _Backend(httpcore.NetworkBackend):
         return _SocketStream(sock, self._target)
 
 
-class _ResponseStream(httpx.SyncByteStream):
-    def __init__(
-        self,
-        request: httpx.Request,
-        stream: Iterable[bytes],
-        timeouts: dict[str, float | None],
-        deadline: Deadline,
-    ) -> None:
-        self._request = request
-        self._stream = stream
-        self._timeouts = timeouts
-        self._asked = dict(request.extensions.get("timeout", {}))
-        self._deadline = deadline
-
+class _ResponseStream(_StreamState[Iterable[bytes]], httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         with _mapped(self._request):
             iterator = iter(self._stream)
@@ -355,7 +439,9 @@ class _ResponseStream(httpx.SyncByteStream):
                 close()
 
 
-class MatrixFederationTransport(httpx.BaseTransport):
+class MatrixFederationTransport(
+    _TransportBase[Resolver, httpx.BaseTransport, httpcore.ConnectionPool], httpx.BaseTransport
+):
     """An httpx transport for ``matrix-federation://SERVER_NAME/path`` URLs.
 
     Args:
@@ -376,6 +462,10 @@ class MatrixFederationTransport(httpx.BaseTransport):
         max_pools: pool keys kept; the least recently used pool is closed past it.
     """
 
+    _name = "MatrixFederationTransport"
+    _make_pool = httpcore.ConnectionPool
+    _make_backend = _Backend
+
     def __init__(
         self,
         resolver: Resolver | None = None,
@@ -387,51 +477,29 @@ class MatrixFederationTransport(httpx.BaseTransport):
         keepalive_expiry: float = 5.0,
         max_pools: int = 1000,
     ) -> None:
-        self.resolver = resolver if resolver is not None else Resolver()
-        self._fallback = fallback
-        self._total_timeout = total_timeout
-        self._retry_after_send = retry_after_send
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
-        self._pools: KeyedPools[httpcore.ConnectionPool] = KeyedPools(max_pools)
+        options = _Options(total_timeout, retry_after_send, max_connections, keepalive_expiry)
+        super().__init__(
+            resolver if resolver is not None else Resolver(), fallback, options, max_pools
+        )
         self._lock = threading.Lock()  # an httpx.Client may be shared between threads
 
     def _pool(self, target: Target) -> httpcore.ConnectionPool:
         with self._lock:
-            pool, evicted = self._pools.get(
-                PoolKey.for_target(target),
-                lambda: httpcore.ConnectionPool(
-                    max_connections=self._max_connections,
-                    keepalive_expiry=self._keepalive_expiry,
-                    network_backend=_Backend(target, self.resolver._ssl_context),
-                ),
-            )
+            pool, evicted = self._get_pool(target)
         for old in evicted:
             old.close()
         return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != SCHEME:
-            if self._fallback is None:
-                raise httpx.UnsupportedProtocol(
-                    _unsupported("MatrixFederationTransport", request), request=request
-                )
-            return self._fallback.handle_request(request)
-        server_name = _server_name(request)
-        deadline = _total(request, self._total_timeout)
+            return self._fallback_for(request).handle_request(request)
+        server_name, deadline = self._begin(request)
         try:
             resolution = self.resolver.resolve(server_name)
         except ResolutionError as exc:
-            raise FederationConnectError(
-                _failure_message(exc.failure), request=request, failure=exc.failure
-            ) from exc
-        attempts = Attempts(
-            resolution, request.method, self._retry_after_send, _replayable(request)
-        )
-        for target in attempts.targets():
-            if deadline.expired():
-                break
-            core, timeouts = _core_request(request, target, deadline)
+            raise _unresolved(exc, request) from exc
+        attempts = self._attempts(request, resolution)
+        for target, core, timeouts in _tries(attempts, request, deadline):
             try:
                 response = self._pool(target).handle_request(core)
             except _TRANSPORT_ERRORS as exc:
@@ -541,20 +609,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class _AsyncResponseStream(httpx.AsyncByteStream):
-    def __init__(
-        self,
-        request: httpx.Request,
-        stream: AsyncIterable[bytes],
-        timeouts: dict[str, float | None],
-        deadline: Deadline,
-    ) -> None:
-        self._request = request
-        self._stream = stream
-        self._timeouts = timeouts
-        self._asked = dict(request.extensions.get("timeout", {}))
-        self._deadline = deadline
-
+class _AsyncResponseStream(_StreamState[AsyncIterable[bytes]], httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _mapped(self._request):
             iterator = self._stream.__aiter__()
@@ -573,9 +628,16 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
                 await aclose()
 
 
-class AsyncMatrixFederationTransport(httpx.AsyncBaseTransport):
+class AsyncMatrixFederationTransport(
+    _TransportBase[AsyncResolver, httpx.AsyncBaseTransport, httpcore.AsyncConnectionPool],
+    httpx.AsyncBaseTransport,
+):
     """The asyncio form of :class:`MatrixFederationTransport` (same arguments), for
     ``httpx.AsyncClient``; it shares an :class:`~mxresolve.AsyncResolver`. asyncio only."""
+
+    _name = "AsyncMatrixFederationTransport"
+    _make_pool = httpcore.AsyncConnectionPool
+    _make_backend = _AsyncBackend
 
     def __init__(
         self,
@@ -588,53 +650,31 @@ class AsyncMatrixFederationTransport(httpx.AsyncBaseTransport):
         keepalive_expiry: float = 5.0,
         max_pools: int = 1000,
     ) -> None:
-        self.resolver = resolver if resolver is not None else AsyncResolver()
-        self._fallback = fallback
-        self._total_timeout = total_timeout
-        self._retry_after_send = retry_after_send
-        self._max_connections = max_connections
-        self._keepalive_expiry = keepalive_expiry
-        self._pools: KeyedPools[httpcore.AsyncConnectionPool] = KeyedPools(max_pools)
+        options = _Options(total_timeout, retry_after_send, max_connections, keepalive_expiry)
+        super().__init__(
+            resolver if resolver is not None else AsyncResolver(), fallback, options, max_pools
+        )
 
     async def _pool(self, target: Target) -> httpcore.AsyncConnectionPool:
-        pool, evicted = self._pools.get(
-            PoolKey.for_target(target),
-            lambda: httpcore.AsyncConnectionPool(
-                max_connections=self._max_connections,
-                keepalive_expiry=self._keepalive_expiry,
-                network_backend=_AsyncBackend(target, self.resolver._ssl_context),
-            ),
-        )
+        pool, evicted = self._get_pool(target)
         for old in evicted:
             await old.aclose()
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != SCHEME:
-            if self._fallback is None:
-                raise httpx.UnsupportedProtocol(
-                    _unsupported("AsyncMatrixFederationTransport", request), request=request
-                )
-            return await self._fallback.handle_async_request(request)
-        server_name = _server_name(request)
-        deadline = _total(request, self._total_timeout)
+            return await self._fallback_for(request).handle_async_request(request)
+        server_name, deadline = self._begin(request)
         try:
             resolution = await asyncio.wait_for(self.resolver.resolve(server_name), deadline.left())
         except ResolutionError as exc:
-            raise FederationConnectError(
-                _failure_message(exc.failure), request=request, failure=exc.failure
-            ) from exc
+            raise _unresolved(exc, request) from exc
         except asyncio.TimeoutError as exc:
             raise httpx.ConnectTimeout(
                 f"{server_name}: the total timeout ran out while resolving", request=request
             ) from exc
-        attempts = Attempts(
-            resolution, request.method, self._retry_after_send, _replayable(request)
-        )
-        for target in attempts.targets():
-            if deadline.expired():
-                break
-            core, timeouts = _core_request(request, target, deadline)
+        attempts = self._attempts(request, resolution)
+        for target, core, timeouts in _tries(attempts, request, deadline):
             try:
                 response = await (await self._pool(target)).handle_async_request(core)
             except _TRANSPORT_ERRORS as exc:

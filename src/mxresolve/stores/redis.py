@@ -128,6 +128,56 @@ class _RedisStoreBase:
         ms = int((until - now) * 1000)
         return ms if ms > 0 else None
 
+    # What a CacheStore call decides around its one Redis call, for both shells: the key
+    # to read and what the answer means, or the key, value and lifetime to write (None:
+    # the entry is already past keeping, so nothing is written).
+
+    def _well_known_read(
+        self, hostname: str, raw: object, now: float, settings: Settings
+    ) -> WellKnownEntry | None:
+        if raw is _UNREACHED:
+            return None
+        value: WellKnownEntry | None = self._accept(
+            self.codec.decode_well_known(hostname, raw, now, settings),
+            self.codec.well_known_key(hostname),
+        )
+        return value
+
+    def _well_known_write(
+        self, hostname: str, entry: WellKnownEntry, now: float, settings: Settings
+    ) -> tuple[str, bytes, int] | None:
+        px = self._px(retain_until(entry, settings), now)
+        if px is None:
+            return None
+        return (
+            self.codec.well_known_key(hostname),
+            self.codec.encode_well_known(hostname, entry),
+            px,
+        )
+
+    def _dns_read(
+        self, qname: str, rdtype: RecordType, raw: object, now: float, settings: Settings
+    ) -> tuple[DnsResult, float] | None:
+        if raw is _UNREACHED:
+            return None
+        value: tuple[DnsResult, float] | None = self._accept(
+            self.codec.decode_dns(qname, rdtype, raw, now, settings),
+            self.codec.dns_key(qname, rdtype),
+        )
+        return value
+
+    def _dns_write(
+        self, qname: str, rdtype: RecordType, result: DnsResult, expires_at: float, now: float
+    ) -> tuple[str, bytes, int] | None:
+        px = self._px(expires_at, now)
+        if px is None:
+            return None
+        return (
+            self.codec.dns_key(qname, rdtype),
+            self.codec.encode_dns(qname, rdtype, result, expires_at),
+            px,
+        )
+
     def _failure_write(
         self,
         hostname: str,
@@ -137,13 +187,19 @@ class _RedisStoreBase:
         now: float,
         settings: Settings,
     ) -> tuple[WellKnownEntry, bytes, int | None]:
-        previous = self._accept(
-            self.codec.decode_well_known(hostname, raw, now, settings),
-            self.codec.well_known_key(hostname),
-        )
+        previous = self._well_known_read(hostname, raw, now, settings)
         entry = next_failure(previous, error, unavailable=unavailable, now=now, settings=settings)
         value = self.codec.encode_well_known(hostname, entry)
         return entry, value, self._px(retain_until(entry, settings), now)
+
+    def _counted(self, hostname: str, entry: WellKnownEntry | None) -> WellKnownEntry | None:
+        """The end of an add_failure that reached Redis: None when it gave up on the race."""
+        self._reached()
+        if entry is None:
+            log.warning("gave up counting a failure of %s: the key kept changing", hostname)
+        else:
+            self.stats.writes += 1
+        return entry
 
 
 def _client_options(timeout: float) -> dict[str, Any]:
@@ -211,24 +267,15 @@ class RedisStore(_RedisStoreBase):
     def get_well_known(
         self, hostname: str, now: float, settings: Settings
     ) -> WellKnownEntry | None:
-        key = self.codec.well_known_key(hostname)
-        raw = self._get(key)
-        if raw is _UNREACHED:
-            return None
-        decoded = self.codec.decode_well_known(hostname, raw, now, settings)
-        value: WellKnownEntry | None = self._accept(decoded, key)
-        return value
+        raw = self._get(self.codec.well_known_key(hostname))
+        return self._well_known_read(hostname, raw, now, settings)
 
     def put_well_known(
         self, hostname: str, entry: WellKnownEntry, now: float, settings: Settings
     ) -> None:
-        px = self._px(retain_until(entry, settings), now)
-        if px is not None:
-            self._set(
-                self.codec.well_known_key(hostname),
-                self.codec.encode_well_known(hostname, entry),
-                px,
-            )
+        write = self._well_known_write(hostname, entry, now, settings)
+        if write is not None:
+            self._set(*write)
 
     def add_failure(
         self, hostname: str, error: str, *, unavailable: bool, now: float, settings: Settings
@@ -253,35 +300,24 @@ class RedisStore(_RedisStoreBase):
                         if time.monotonic() > give_up:
                             break
                         continue
-                    self._reached()
-                    self.stats.writes += 1
-                    return entry
+                    return self._counted(hostname, entry)
         except _ERRORS as exc:
             self._failed(exc)
             return None
-        self._reached()
-        log.warning("gave up counting a failure of %s: the key kept changing", hostname)
-        return None
+        return self._counted(hostname, None)
 
     def get_dns(
         self, qname: str, rdtype: RecordType, now: float, settings: Settings
     ) -> tuple[DnsResult, float] | None:
-        key = self.codec.dns_key(qname, rdtype)
-        raw = self._get(key)
-        if raw is _UNREACHED:
-            return None
-        value: tuple[DnsResult, float] | None = self._accept(
-            self.codec.decode_dns(qname, rdtype, raw, now, settings), key
-        )
-        return value
+        raw = self._get(self.codec.dns_key(qname, rdtype))
+        return self._dns_read(qname, rdtype, raw, now, settings)
 
     def put_dns(
         self, qname: str, rdtype: RecordType, result: DnsResult, expires_at: float, now: float
     ) -> None:
-        px = self._px(expires_at, now)
-        if px is not None:
-            value = self.codec.encode_dns(qname, rdtype, result, expires_at)
-            self._set(self.codec.dns_key(qname, rdtype), value, px)
+        write = self._dns_write(qname, rdtype, result, expires_at, now)
+        if write is not None:
+            self._set(*write)
 
     # --- calls -------------------------------------------------------------------------
 
@@ -352,22 +388,15 @@ class AsyncRedisStore(_RedisStoreBase):
     async def get_well_known(
         self, hostname: str, now: float, settings: Settings
     ) -> WellKnownEntry | None:
-        key = self.codec.well_known_key(hostname)
-        raw = await self._get(key)
-        if raw is _UNREACHED:
-            return None
-        value: WellKnownEntry | None = self._accept(
-            self.codec.decode_well_known(hostname, raw, now, settings), key
-        )
-        return value
+        raw = await self._get(self.codec.well_known_key(hostname))
+        return self._well_known_read(hostname, raw, now, settings)
 
     async def put_well_known(
         self, hostname: str, entry: WellKnownEntry, now: float, settings: Settings
     ) -> None:
-        px = self._px(retain_until(entry, settings), now)
-        if px is not None:
-            value = self.codec.encode_well_known(hostname, entry)
-            await self._set(self.codec.well_known_key(hostname), value, px)
+        write = self._well_known_write(hostname, entry, now, settings)
+        if write is not None:
+            await self._set(*write)
 
     async def add_failure(
         self, hostname: str, error: str, *, unavailable: bool, now: float, settings: Settings
@@ -398,32 +427,20 @@ class AsyncRedisStore(_RedisStoreBase):
         except _ERRORS as exc:
             self._failed(exc)
             return None
-        self._reached()
-        if entry is None:
-            log.warning("gave up counting a failure of %s: the key kept changing", hostname)
-        else:
-            self.stats.writes += 1
-        return entry
+        return self._counted(hostname, entry)
 
     async def get_dns(
         self, qname: str, rdtype: RecordType, now: float, settings: Settings
     ) -> tuple[DnsResult, float] | None:
-        key = self.codec.dns_key(qname, rdtype)
-        raw = await self._get(key)
-        if raw is _UNREACHED:
-            return None
-        value: tuple[DnsResult, float] | None = self._accept(
-            self.codec.decode_dns(qname, rdtype, raw, now, settings), key
-        )
-        return value
+        raw = await self._get(self.codec.dns_key(qname, rdtype))
+        return self._dns_read(qname, rdtype, raw, now, settings)
 
     async def put_dns(
         self, qname: str, rdtype: RecordType, result: DnsResult, expires_at: float, now: float
     ) -> None:
-        px = self._px(expires_at, now)
-        if px is not None:
-            value = self.codec.encode_dns(qname, rdtype, result, expires_at)
-            await self._set(self.codec.dns_key(qname, rdtype), value, px)
+        write = self._dns_write(qname, rdtype, result, expires_at, now)
+        if write is not None:
+            await self._set(*write)
 
     async def _get(self, key: str) -> object:
         if not self._allowed():
