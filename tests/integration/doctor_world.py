@@ -29,39 +29,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import dns.exception
-import dns.flags
-import dns.rcode
-
 try:  # run as a module of the test package, or as a script
     from .world import (
-        READY_TIMEOUT,
         BlackHole,
         KnotServer,
-        WorldError,
-        _dns_query,
+        _listen,
+        _q,
         _self_signed,
         _spawn,
         _tail,
-        _tcp_accepts,
         _terminate,
         _user_group,
+        _wait_listening,
         find_binary,
+        require_binary,
     )
 except ImportError:  # pragma: no cover - script mode
     from world import (  # type: ignore[no-redef]
-        READY_TIMEOUT,
         BlackHole,
         KnotServer,
-        WorldError,
-        _dns_query,
+        _listen,
+        _q,
         _self_signed,
         _spawn,
         _tail,
-        _tcp_accepts,
         _terminate,
         _user_group,
+        _wait_listening,
         find_binary,
+        require_binary,
     )
 
 ZONE = "mxdoc"
@@ -637,76 +633,17 @@ def _materialise(route: Route | str) -> Route:
 
 
 class DoctorKnot(KnotServer):
-    """knotd for the ``mxdoc.`` zone on DNS_ADDRESS (world.py's Knot serves ``mxtest.``)."""
+    """knotd for the ``mxdoc.`` zone on DNS_ADDRESS only (world.py's Knot serves ``mxtest.``)."""
 
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory, zone_text=ZONE_TEXT, servfail_zones=(), ipv6=False)
-
-    @property
-    def nameserver(self) -> str:
-        return f"{DNS_ADDRESS}:{self.port}"
-
-    def _write_config(self) -> Path:
-        zones, run, db = self.dir / "zones", self.dir / "run", self.dir / "db"
-        for d in (zones, run, db):
-            d.mkdir(parents=True, exist_ok=True)
-        (zones / f"{ZONE}.zone").write_text(self.zone_text)
-        user, group = _user_group()
-        conf = self.dir / "knot.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    "server:",
-                    f'    rundir: "{run}"',
-                    f"    user: {user}:{group}",
-                    f"    listen: [ {DNS_ADDRESS}@{self.port} ]",
-                    "    udp-workers: 1",
-                    "    tcp-workers: 1",
-                    "    background-workers: 1",
-                    "database:",
-                    f'    storage: "{db}"',
-                    "log:",
-                    "  - target: stderr",
-                    "    any: info",
-                    "template:",
-                    "  - id: default",
-                    f'    storage: "{zones}"',
-                    "    zonefile-sync: -1",
-                    "    zonefile-load: whole",
-                    "    journal-content: none",
-                    "zone:",
-                    f"  - domain: {ZONE}.",
-                    f"    file: {ZONE}.zone",
-                ]
-            )
-            + "\n"
+        super().__init__(
+            directory,
+            zone_text=ZONE_TEXT,
+            servfail_zones=(),
+            ipv6=False,
+            zone=ZONE,
+            address=DNS_ADDRESS,
         )
-        return conf
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise WorldError(f"knotd exited during startup; log:\n{_tail(self.log)}")
-            if time.monotonic() > deadline:
-                raise WorldError(f"knotd not answering for {ZONE}.; log:\n{_tail(self.log)}")
-            try:
-                r = _dns_query(f"{ZONE}.", "SOA", DNS_ADDRESS, self.port, 0.3, tcp=False)
-            except (OSError, dns.exception.DNSException):
-                time.sleep(0.05)
-                continue
-            if r.rcode() == dns.rcode.NOERROR and r.answer and r.flags & dns.flags.AA:
-                return
-            time.sleep(0.05)
-
-
-def _listen(address: str, port: int) -> str:
-    return f"{address}:{port}"
-
-
-def _nginx_q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class DoctorNginx:
@@ -733,14 +670,14 @@ class DoctorNginx:
             route = _materialise(raw)
             lines.append(f"        location = {path} {{")
             for name, value in route.headers:
-                lines.append(f"            add_header {name} {_nginx_q(value)} always;")
+                lines.append(f"            add_header {name} {_q(value)} always;")
             if route.location is not None:
-                lines.append(f"            return {route.status} {_nginx_q(route.location)};")
+                lines.append(f"            return {route.status} {_q(route.location)};")
             else:
                 body = docroot / f"r{i}"
                 body.write_bytes(route.body)
                 lines += [
-                    f"            types {{ }} default_type {_nginx_q(route.content_type)};",
+                    f"            types {{ }} default_type {_q(route.content_type)};",
                     f"            alias {body};",
                 ]
             lines.append("        }")
@@ -784,16 +721,16 @@ class DoctorNginx:
         return "\n".join([*head, *blocks, "}"]) + "\n"
 
     def start(self) -> None:
-        nginx = find_binary("nginx")
-        if nginx is None:
-            raise WorldError("nginx not found (install the Debian package 'nginx-light')")
+        nginx = require_binary("nginx", "nginx-light")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
         conf.write_text(self.config())
         self.proc = _spawn(
             [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
         )
-        _wait_listening(self.proc, [(s.address, s.port) for s in self.sites], "nginx", self.log)
+        _wait_listening(
+            self.proc, [(s.address, s.port) for s in self.sites], "nginx", self.log, self.error_log
+        )
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -858,9 +795,7 @@ class DoctorCaddy:
         }
 
     def start(self) -> None:
-        caddy = find_binary("caddy")
-        if caddy is None:
-            raise WorldError("caddy not found (install the Debian package 'caddy')")
+        caddy = require_binary("caddy", "caddy")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "caddy.json"
         conf.write_text(json.dumps(self.config(), indent=1))
@@ -872,22 +807,6 @@ class DoctorCaddy:
 
     def stop(self) -> None:
         _terminate(self.proc)
-
-
-def _wait_listening(
-    proc: subprocess.Popen[bytes], sockets: list[tuple[str, int]], what: str, log: Path
-) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    pending = list(sockets)
-    while pending:
-        if proc.poll() is not None:
-            raise WorldError(f"{what} exited with code {proc.returncode}:\n{_tail(log)}")
-        if time.monotonic() > deadline:
-            raise WorldError(f"{what} not listening on {pending[:3]}:\n{_tail(log)}")
-        if _tcp_accepts(*pending[0], timeout=0.2):
-            pending.pop(0)
-        else:
-            time.sleep(0.05)
 
 
 # =============================================================================================

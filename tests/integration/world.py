@@ -1488,6 +1488,14 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
 
 
+def require_binary(name: str, package: str) -> str:
+    """``find_binary``, or a WorldError naming the Debian package to install."""
+    path = find_binary(name)
+    if path is None:
+        raise WorldError(f"{name} not found (install the Debian package '{package}')")
+    return path
+
+
 def _die_with_parent() -> None:
     # Linux PR_SET_PDEATHSIG: the server gets SIGTERM if the test process dies (even by
     # SIGKILL), so no orphan keeps holding the fixed loopback ports.
@@ -1570,6 +1578,30 @@ def _tcp_accepts(addr: str, port: int, timeout: float = 0.3) -> bool:
         except OSError:
             return False
     return True
+
+
+def _wait_listening(
+    proc: subprocess.Popen[bytes], sockets: Sequence[tuple[str, int]], what: str, *logs: Path
+) -> None:
+    """Wait until ``proc`` accepts TCP connections on every socket (WorldError, with the tails
+    of ``logs``, if it exits first or takes longer than READY_TIMEOUT)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    pending = list(sockets)
+    while pending:
+        if proc.poll() is not None:
+            raise WorldError(
+                f"{what} exited with code {proc.returncode} during startup:\n"
+                + "".join(_tail(log) for log in logs)
+            )
+        if time.monotonic() > deadline:
+            raise WorldError(
+                f"{what} not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
+                + "".join(_tail(log) for log in logs)
+            )
+        if _tcp_accepts(*pending[0]):
+            pending.pop(0)
+        else:
+            time.sleep(0.05)
 
 
 def _dns_query(
@@ -1710,7 +1742,8 @@ class BlackHole:
 
 
 class KnotServer:
-    """knotd in the foreground, authoritative for ``ZONE`` and the SERVFAIL zones."""
+    """knotd in the foreground, authoritative for ``zone`` (``zone_text``) and the SERVFAIL
+    zones, on ``address`` (and ::1 if ``ipv6``) at a free high port."""
 
     def __init__(
         self,
@@ -1718,10 +1751,15 @@ class KnotServer:
         zone_text: str = ZONE_TEXT,
         servfail_zones: Sequence[str] = SERVFAIL_ZONES,
         ipv6: bool = True,
+        *,
+        zone: str = ZONE,
+        address: str = "127.0.0.1",
     ) -> None:
         self.dir = directory
+        self.zone = zone
         self.zone_text = zone_text
         self.servfail_zones = tuple(servfail_zones)
+        self.address = address
         self.ipv6 = ipv6
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -1729,17 +1767,22 @@ class KnotServer:
 
     @property
     def nameserver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.address] + (["::1"] if self.ipv6 else [])
 
     def _write_config(self) -> Path:
         zones, run, db = self.dir / "zones", self.dir / "run", self.dir / "db"
         for d in (zones, run, db):
             d.mkdir(parents=True, exist_ok=True)
-        (zones / f"{ZONE}.zone").write_text(self.zone_text)
-        # Syntactically broken on purpose: Knot refuses to load it and answers SERVFAIL.
-        (zones / "broken.zone").write_text("this zone file is broken on purpose (\n")
+        (zones / f"{self.zone}.zone").write_text(self.zone_text)
+        if self.servfail_zones:
+            # Syntactically broken on purpose: Knot refuses to load it and answers SERVFAIL.
+            (zones / "broken.zone").write_text("this zone file is broken on purpose (\n")
         user, group = _user_group()
-        listen = [f"127.0.0.1@{self.port}"] + ([f"::1@{self.port}"] if self.ipv6 else [])
+        listen = [f"{a}@{self.port}" for a in self.addresses]
         lines = [
             "server:",
             f'    rundir: "{run}"',
@@ -1760,8 +1803,8 @@ class KnotServer:
             "    zonefile-load: whole",
             "    journal-content: none",
             "zone:",
-            f"  - domain: {ZONE}.",
-            f"    file: {ZONE}.zone",
+            f"  - domain: {self.zone}.",
+            f"    file: {self.zone}.zone",
         ]
         for z in self.servfail_zones:
             lines += [f"  - domain: {z}.", "    file: broken.zone"]
@@ -1770,9 +1813,7 @@ class KnotServer:
         return conf
 
     def start(self) -> None:
-        knotd = find_binary("knotd")
-        if knotd is None:
-            raise WorldError("knotd not found (install the Debian package 'knot')")
+        knotd = require_binary("knotd", "knot")
         last_error = ""
         for _ in range(3):  # a fresh port if another process grabbed ours meanwhile
             self.port = pick_free_port()
@@ -1792,8 +1833,7 @@ class KnotServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
-        pending = [(a, tcp) for a in addrs for tcp in (False, True)]
+        pending = [(a, tcp) for a in self.addresses for tcp in (False, True)]
         while pending:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -1802,15 +1842,15 @@ class KnotServer:
                     + _tail(self.log)
                 )
             log = _tail(self.log)
-            if any(f"error: [{ZONE}.]" in line for line in log.splitlines()):
-                raise WorldError(f"knotd could not load zone {ZONE}.; log:\n{log}")
+            if any(f"error: [{self.zone}.]" in line for line in log.splitlines()):
+                raise WorldError(f"knotd could not load zone {self.zone}.; log:\n{log}")
             if time.monotonic() > deadline:
                 raise WorldError(
                     f"knotd not answering on {pending} after {READY_TIMEOUT}s; log:\n{log}"
                 )
             addr, tcp = pending[0]
             try:
-                r = _dns_query(f"{ZONE}.", "SOA", addr, self.port, 0.3, tcp=tcp)
+                r = _dns_query(f"{self.zone}.", "SOA", addr, self.port, 0.3, tcp=tcp)
             except (OSError, dns.exception.DNSException):
                 time.sleep(0.05)
                 continue
@@ -2027,9 +2067,7 @@ class NginxServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        nginx = find_binary("nginx")
-        if nginx is None:
-            raise WorldError("nginx not found (install the Debian package 'nginx-light')")
+        nginx = require_binary("nginx", "nginx-light")
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
         conf.write_text(self._config())
@@ -2041,28 +2079,7 @@ class NginxServer:
         self.proc = _spawn(
             [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
         )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = [s for s, _ in self.sockets]
-        while pending:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise WorldError(
-                    f"nginx exited with code {self.proc.returncode} during startup:\n"
-                    + _tail(self.log)
-                    + _tail(self.error_log)
-                )
-            if time.monotonic() > deadline:
-                raise WorldError(
-                    f"nginx not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
-                    + _tail(self.error_log)
-                )
-            if _tcp_accepts(*pending[0]):
-                pending.pop(0)
-            else:
-                time.sleep(0.05)
+        _wait_listening(self.proc, [s for s, _ in self.sockets], "nginx", self.log, self.error_log)
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -2187,9 +2204,7 @@ class CaddyServer:
         }
 
     def start(self) -> None:
-        caddy = find_binary("caddy")
-        if caddy is None:
-            raise WorldError("caddy not found (install the Debian package 'caddy')")
+        caddy = require_binary("caddy", "caddy")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "caddy.json"
         conf.write_text(json.dumps(self._config(), indent=1))
@@ -2204,23 +2219,7 @@ class CaddyServer:
             "XDG_DATA_HOME": home,
         }
         self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = list(self.sockets)
-        while pending:
-            if self.proc.poll() is not None:
-                raise WorldError(
-                    f"caddy exited with code {self.proc.returncode} during startup:\n"
-                    + _tail(self.log)
-                )
-            if time.monotonic() > deadline:
-                raise WorldError(
-                    f"caddy not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
-                    + _tail(self.log)
-                )
-            if _tcp_accepts(*pending[0]):
-                pending.pop(0)
-            else:
-                time.sleep(0.05)
+        _wait_listening(self.proc, self.sockets, "caddy", self.log)
 
     def stop(self) -> None:
         _terminate(self.proc)
