@@ -12,7 +12,8 @@ Every case (``CASES``) is one server name and the problem codes the doctor must 
 listens on a free high port on 127.0.9.253. Traffic stays on loopback: ``wkprivate`` points at
 192.168.77.7, which the doctor refuses (it is outside ``ALLOW_IPS``) and never contacts.
 
-Run ``python tests/integration/doctor_world.py --seconds 600`` to poke at it by hand.
+Run ``python -m tests.integration.doctor_world --seconds 600`` (from the repository root) to
+poke at it by hand.
 """
 
 from __future__ import annotations
@@ -29,36 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-try:  # run as a module of the test package, or as a script
-    from .world import (
-        BlackHole,
-        KnotServer,
-        _listen,
-        _q,
-        _self_signed,
-        _spawn,
-        _tail,
-        _terminate,
-        _user_group,
-        _wait_listening,
-        find_binary,
-        require_binary,
-    )
-except ImportError:  # pragma: no cover - script mode
-    from world import (  # type: ignore[no-redef]
-        BlackHole,
-        KnotServer,
-        _listen,
-        _q,
-        _self_signed,
-        _spawn,
-        _tail,
-        _terminate,
-        _user_group,
-        _wait_listening,
-        find_binary,
-        require_binary,
-    )
+from .world import (
+    BlackHole,
+    KnotServer,
+    _listen,
+    _q,
+    _self_signed,
+    _tail,
+    _terminate,
+    _user_group,
+    _wait_listening,
+    find_binary,
+    run_caddy,
+    run_nginx,
+)
 
 ZONE = "mxdoc"
 DNS_ADDRESS = "127.0.9.253"
@@ -218,6 +203,35 @@ blackhole           A     {HANG_ADDRESS}
 """
 
 
+def _delegated(
+    label: str,
+    wk_address: str,
+    hs_address: str,
+    *,
+    port: int = 8448,
+    hs_server: ServerKind = "nginx",
+    cert: CertKind = "valid",
+    tampered: bool = False,
+) -> tuple[Site, Site]:
+    """The usual set-up: nginx serves ``label``'s well-known on :443, delegating to
+    ``hs.label:port``, where a homeserver with a ``hs.label`` certificate (of kind ``cert``)
+    serves ``label``'s keys."""
+    hs = n(f"hs.{label}")
+    return (
+        Site(
+            "nginx", wk_address, 443, (n(label),), routes={WK_SERVER: _delegation(f"{hs}:{port}")}
+        ),
+        Site(
+            hs_server,
+            hs_address,
+            port,
+            (hs,),
+            cert=cert,
+            routes=_homeserver(n(label), tampered=tampered),
+        ),
+    )
+
+
 def _sites() -> tuple[Site, ...]:
     good_client = _json_route({"m.homeserver": {"base_url": f"https://{n('hs.good')}"}}, cors=True)
     hs_good = _homeserver(n("good"))
@@ -269,14 +283,7 @@ def _sites() -> tuple[Site, ...]:
         ),
         Site("nginx", "127.0.9.15", 8448, (n("wkself"),), routes=_homeserver(n("wkself"))),
         # ---- delegation to :443 with no SRV fallback
-        Site(
-            "nginx",
-            "127.0.9.16",
-            443,
-            (n("deleg443"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.deleg443')}:443")},
-        ),
-        Site("caddy", "127.0.9.17", 443, (n("hs.deleg443"),), routes=_homeserver(n("deleg443"))),
+        *_delegated("deleg443", "127.0.9.16", "127.0.9.17", port=443, hs_server="caddy"),
         # ---- a proxy that forwards only the client API (to the healthy homeserver's)
         Site(
             "nginx",
@@ -293,47 +300,19 @@ def _sites() -> tuple[Site, ...]:
             proxy={"/_matrix/client/": "https://127.0.9.2:443"},
         ),
         # ---- SRV target with only its own certificate (delegation works, the fallback not)
-        Site(
-            "nginx",
-            "127.0.9.20",
-            443,
-            (n("srvown"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.srvown')}:8448")},
-        ),
-        Site("nginx", "127.0.9.21", 8448, (n("hs.srvown"),), routes=_homeserver(n("srvown"))),
+        *_delegated("srvown", "127.0.9.20", "127.0.9.21"),
         # ---- SRV only, target with its own certificate: the name the spec requires fails
         Site("caddy", "127.0.9.23", 8448, (n("hs.srvcert"),), routes=_homeserver(n("srvcert"))),
         # ---- legacy SRV only; SRV target behind a CNAME; SRV '.'
         Site("nginx", "127.0.9.25", 8448, (n("legacy"),), routes=_homeserver(n("legacy"))),
         Site("nginx", "127.0.9.27", 8448, (n("srvcname"),), routes=_homeserver(n("srvcname"))),
         # ---- delegation with a port, while the delegated name has SRV records
-        Site(
-            "nginx",
-            "127.0.9.29",
-            443,
-            (n("srvign"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.srvign')}:8448")},
-        ),
-        Site("nginx", "127.0.9.47", 8448, (n("hs.srvign"),), routes=_homeserver(n("srvign"))),
+        *_delegated("srvign", "127.0.9.29", "127.0.9.47"),
         # ---- an IP literal server name, with a certificate for the IP address
         Site("nginx", "127.0.9.45", 8448, ("127.0.9.45",), routes=_homeserver("127.0.9.45:8448")),
         # ---- the stale copy: 443 renewed (Caddy), 8448 still serves the expired one (nginx)
-        Site(
-            "nginx",
-            "127.0.9.30",
-            443,
-            (n("stale"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.stale')}:8448")},
-        ),
+        *_delegated("stale", "127.0.9.30", "127.0.9.31", cert="expired"),
         Site("caddy", "127.0.9.31", 443, (n("hs.stale"),), routes=_CLIENT_VERSIONS),
-        Site(
-            "nginx",
-            "127.0.9.31",
-            8448,
-            (n("hs.stale"),),
-            cert="expired",
-            routes=_homeserver(n("stale")),
-        ),
         # ---- the base domain renewed on 443; the SRV target serves an older copy of it
         Site("nginx", "127.0.9.48", 443, (n("srvcopy"),)),
         Site(
@@ -345,54 +324,13 @@ def _sites() -> tuple[Site, ...]:
             routes=_homeserver(n("srvcopy")),
         ),
         # ---- expiring in days; self-signed federation port; one address of two down
-        Site(
-            "nginx",
-            "127.0.9.32",
-            443,
-            (n("soon"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.soon')}:8448")},
+        *_delegated("soon", "127.0.9.32", "127.0.9.33", cert="soon"),
+        *_delegated(
+            "selfsigned", "127.0.9.34", "127.0.9.35", hs_server="caddy", cert="self-signed"
         ),
-        Site(
-            "nginx", "127.0.9.33", 8448, (n("hs.soon"),), cert="soon", routes=_homeserver(n("soon"))
-        ),
-        Site(
-            "nginx",
-            "127.0.9.34",
-            443,
-            (n("selfsigned"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.selfsigned')}:8448")},
-        ),
-        Site(
-            "caddy",
-            "127.0.9.35",
-            8448,
-            (n("hs.selfsigned"),),
-            cert="self-signed",
-            routes=_homeserver(n("selfsigned")),
-        ),
-        Site(
-            "nginx",
-            "127.0.9.36",
-            443,
-            (n("half"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.half')}:8448")},
-        ),
-        Site("nginx", "127.0.9.37", 8448, (n("hs.half"),), routes=_homeserver(n("half"))),
+        *_delegated("half", "127.0.9.36", "127.0.9.37"),
         # ---- tampered key signature
-        Site(
-            "nginx",
-            "127.0.9.39",
-            443,
-            (n("tampered"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.tampered')}:8448")},
-        ),
-        Site(
-            "nginx",
-            "127.0.9.40",
-            8448,
-            (n("hs.tampered"),),
-            routes=_homeserver(n("tampered"), tampered=True),
-        ),
+        *_delegated("tampered", "127.0.9.39", "127.0.9.40", tampered=True),
         # ---- client side: base_url where nothing listens; no CORS (Caddy); bad support file
         Site(
             "nginx",
@@ -721,13 +659,8 @@ class DoctorNginx:
         return "\n".join([*head, *blocks, "}"]) + "\n"
 
     def start(self) -> None:
-        nginx = require_binary("nginx", "nginx-light")
         self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "nginx.conf"
-        conf.write_text(self.config())
-        self.proc = _spawn(
-            [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
-        )
+        self.proc = run_nginx(self.dir, self.config(), self.log, self.error_log)
         _wait_listening(
             self.proc, [(s.address, s.port) for s in self.sites], "nginx", self.log, self.error_log
         )
@@ -795,14 +728,7 @@ class DoctorCaddy:
         }
 
     def start(self) -> None:
-        caddy = require_binary("caddy", "caddy")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "caddy.json"
-        conf.write_text(json.dumps(self.config(), indent=1))
-        env_dir = self.dir / "home"
-        env_dir.mkdir(exist_ok=True)
-        os.environ.setdefault("XDG_DATA_HOME", str(env_dir))  # Caddy wants a data dir
-        self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log)
+        self.proc = run_caddy(self.dir, self.config(), self.log)
         _wait_listening(self.proc, [(s.address, s.port) for s in self.sites], "caddy", self.log)
 
     def stop(self) -> None:

@@ -1580,6 +1580,32 @@ def _tcp_accepts(addr: str, port: int, timeout: float = 0.3) -> bool:
     return True
 
 
+def run_nginx(directory: Path, config: str, log: Path, error_log: Path) -> subprocess.Popen[bytes]:
+    """nginx in the foreground on ``config`` (written to ``directory``/nginx.conf), with
+    ``directory`` as its prefix."""
+    nginx = require_binary("nginx", "nginx-light")
+    conf = directory / "nginx.conf"
+    conf.write_text(config)
+    return _spawn([nginx, "-p", str(directory), "-c", str(conf), "-e", str(error_log)], log)
+
+
+def run_caddy(directory: Path, config: Mapping[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    """Caddy in the foreground on ``config`` (written to ``directory``/caddy.json), with a home
+    and XDG directories of its own under ``directory`` (nothing lands in the user's)."""
+    caddy = require_binary("caddy", "caddy")
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "caddy.json"
+    conf.write_text(json.dumps(config, indent=1))
+    home = str(directory / "home")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "XDG_CONFIG_HOME": home,
+        "XDG_DATA_HOME": home,
+    }
+    return _spawn([caddy, "run", "--config", str(conf)], log, env=env)
+
+
 def _wait_listening(
     proc: subprocess.Popen[bytes], sockets: Sequence[tuple[str, int]], what: str, *logs: Path
 ) -> None:
@@ -2067,18 +2093,14 @@ class NginxServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        nginx = require_binary("nginx", "nginx-light")
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "nginx.conf"
-        conf.write_text(self._config())
+        config = self._config()
         busy = [s for s, _ in self.sockets if _tcp_accepts(*s, timeout=0.2)]
         if busy:
             raise WorldError(
                 f"something already listens on {busy[:5]} (a stale nginx from an earlier run?)"
             )
-        self.proc = _spawn(
-            [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
-        )
+        self.proc = run_nginx(self.dir, config, self.log, self.error_log)
         _wait_listening(self.proc, [s for s, _ in self.sockets], "nginx", self.log, self.error_log)
 
     def stop(self) -> None:
@@ -2204,21 +2226,11 @@ class CaddyServer:
         }
 
     def start(self) -> None:
-        caddy = require_binary("caddy", "caddy")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "caddy.json"
-        conf.write_text(json.dumps(self._config(), indent=1))
+        config = self._config()
         busy = [s for s in self.sockets if _tcp_accepts(*s, timeout=0.2)]
         if busy:
             raise WorldError(f"something already listens on {busy[:5]} (a stale Caddy?)")
-        home = str(self.dir / "home")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": home,
-            "XDG_CONFIG_HOME": home,
-            "XDG_DATA_HOME": home,
-        }
-        self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log, env=env)
+        self.proc = run_caddy(self.dir, config, self.log)
         _wait_listening(self.proc, self.sockets, "caddy", self.log)
 
     def stop(self) -> None:
