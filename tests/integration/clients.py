@@ -79,7 +79,25 @@ class Driver:
 # --- httpx ------------------------------------------------------------------------------
 
 
-class HttpxDriver(Driver):
+class _HttpxPools:
+    """The test-only peeking both httpx drivers share: their transports keep the same pools."""
+
+    transport: Any
+
+    def pool_count(self) -> int:
+        return len(self.transport._pools)
+
+    def nodelay(self) -> list[int]:
+        return [
+            c._connection._network_stream.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            for pool in self.transport._pools._pools.values()
+            for c in pool.connections
+        ]
+
+
+class HttpxDriver(_HttpxPools, Driver):
     name = "httpx"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
@@ -106,18 +124,6 @@ class HttpxDriver(Driver):
         with self.client.stream("GET", url) as r:
             return list(r.iter_raw())
 
-    def pool_count(self) -> int:
-        return len(self.transport._pools)
-
-    def nodelay(self) -> list[int]:
-        return [
-            c._connection._network_stream.get_extra_info("socket").getsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY
-            )
-            for pool in self.transport._pools._pools.values()
-            for c in pool.connections
-        ]
-
     def resolver(self) -> Resolver:
         return self.transport.resolver
 
@@ -142,7 +148,7 @@ class _LoopDriver(Driver):
         pass
 
 
-class HttpxAsyncDriver(_LoopDriver):
+class HttpxAsyncDriver(_HttpxPools, _LoopDriver):
     name = "httpx-async"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
@@ -190,18 +196,6 @@ class HttpxAsyncDriver(_LoopDriver):
                 return [c async for c in r.aiter_raw()]
 
         return self.run(go())
-
-    def pool_count(self) -> int:
-        return len(self.transport._pools)
-
-    def nodelay(self) -> list[int]:
-        return [
-            c._connection._network_stream.get_extra_info("socket").getsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY
-            )
-            for pool in self.transport._pools._pools.values()
-            for c in pool.connections
-        ]
 
     def resolver(self) -> AsyncResolver:
         return self.transport.resolver
