@@ -598,8 +598,15 @@ _WK_SIZE_LIMIT = 64 * 1024  # resolver .well-known size limit needed by the over
 
 
 def _step6(label: str, addresses: Iterable[str]) -> tuple[Target, ...]:
+    """A name without a port found by its A/AAAA records at 8448 (steps 3.5 and 6)."""
     name = _n(label)
     return (_t(name, DEFAULT_PORT, addresses, name),)
+
+
+def _with_port(label: str, port: int, addresses: Iterable[str]) -> Target:
+    """A name with an explicit port (steps 2, 3.2): Host keeps the port, the TLS name not."""
+    name = _n(label)
+    return _t(name, port, addresses, f"{name}:{port}", name)
 
 
 def _srv(
@@ -657,7 +664,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "port.mxtest:8443",
         "2",
         "explicit port; the trap .well-known and _matrix-fed SRV of port.mxtest are not used",
-        targets=(_t(_n("port"), 8443, ["127.0.3.21"], "port.mxtest:8443", _n("port")),),
+        targets=(_with_port("port", 8443, ["127.0.3.21"]),),
         spec_refs=("R-06",),
     ),
     _S(
@@ -665,7 +672,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "port-cname.mxtest:8448",
         "2",
         "explicit port; name is a CNAME chain to an AAAA-only (::1) name",
-        targets=(_t(_n("port-cname"), 8448, ["::1"], "port-cname.mxtest:8448", _n("port-cname")),),
+        targets=(_with_port("port-cname", 8448, ["::1"]),),
         spec_refs=("R-08",),
     ),
     _S(
@@ -715,9 +722,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port.mxtest",
         "3.2",
         'm.server "deleg-port.mxtest:8443", Cache-Control max-age=3600',
-        targets=(
-            _t(_n("deleg-port"), 8443, ["127.0.3.2"], "deleg-port.mxtest:8443", _n("deleg-port")),
-        ),
+        targets=(_with_port("deleg-port", 8443, ["127.0.3.2"]),),
         spec_refs=("R-15", "C-01"),
     ),
     _S(
@@ -725,15 +730,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port-cname.mxtest",
         "3.2",
         'm.server "deleg-alias.mxtest:8448"; deleg-alias is a two-hop CNAME chain',
-        targets=(
-            _t(
-                _n("deleg-alias"),
-                8448,
-                ["127.0.3.3"],
-                "deleg-alias.mxtest:8448",
-                _n("deleg-alias"),
-            ),
-        ),
+        targets=(_with_port("deleg-alias", 8448, ["127.0.3.3"]),),
         spec_refs=("R-16",),
     ),
     _S(
@@ -741,7 +738,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port-443.mxtest",
         "3.2",
         'm.server "deleg-443.mxtest:443": Host keeps ":443"',
-        targets=(_t(_n("deleg-443"), 443, ["127.0.3.4"], "deleg-443.mxtest:443", _n("deleg-443")),),
+        targets=(_with_port("deleg-443", 443, ["127.0.3.4"]),),
         spec_refs=("R-14",),
     ),
     _S(
@@ -749,9 +746,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-text-plain.mxtest",
         "3.2",
         "valid body served as text/plain with an extra key",
-        targets=(
-            _t(_n("deleg-port"), 8443, ["127.0.3.2"], "deleg-port.mxtest:8443", _n("deleg-port")),
-        ),
+        targets=(_with_port("deleg-port", 8443, ["127.0.3.2"]),),
         spec_refs=("R-33", "R-34"),
     ),
     _S(
@@ -759,22 +754,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-v6.mxtest",
         "3.2",
         ".well-known host is AAAA-only (fetched from [::1]:443); delegates to an AAAA-only name",
-        targets=(_t(_n("deleg-v6"), 8443, ["::1"], "deleg-v6.mxtest:8443", _n("deleg-v6")),),
+        targets=(_with_port("deleg-v6", 8443, ["::1"]),),
     ),
     _S(
         "wk-self-port",
         "wk-self-port.mxtest",
         "3.2",
         "self-delegation with a port",
-        targets=(
-            _t(
-                _n("wk-self-port"),
-                8448,
-                ["127.0.1.10"],
-                "wk-self-port.mxtest:8448",
-                _n("wk-self-port"),
-            ),
-        ),
+        targets=(_with_port("wk-self-port", 8448, ["127.0.1.10"]),),
         spec_refs=("R-25",),
     ),
     _S(
@@ -819,9 +806,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-nosrv.mxtest",
         "3.5",
         "delegated name dual-stack, no SRV; the original's trap SRV is ignored",
-        targets=(
-            _t(_n("deleg-plain"), 8448, ["127.0.3.8", "::1"], _n("deleg-plain"), _n("deleg-plain")),
-        ),
+        targets=_step6("deleg-plain", ["127.0.3.8", "::1"]),
         spec_refs=("R-20", "R-22"),
     ),
     _S(
@@ -853,11 +838,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-redir-dest.mxtest",
         "3.2",
         "redirect destination served directly (max-age=600)",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     *(
         _S(
@@ -865,15 +846,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             f"wk-redir-{code}.mxtest",
             "3.2",
             f"{code} redirect to another https host, then a valid delegation",
-            targets=(
-                _t(
-                    _n("deleg-redir"),
-                    8443,
-                    ["127.0.3.9"],
-                    "deleg-redir.mxtest:8443",
-                    _n("deleg-redir"),
-                ),
-            ),
+            targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
             spec_refs=("R-35",),
         )
         for code in (301, 302, 307, 308)
@@ -883,22 +856,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-redir-chain.mxtest",
         "3.2",
         "redirect chain 301 -> 307 -> 200",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     _S(
         "wk-redir-relative",
         "wk-redir-relative.mxtest",
         "3.2",
         "302 with a relative Location on the same host",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     _S(
         "wk-redir-loop",
@@ -1217,15 +1182,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cy-wk-port.mxtest",
         "3.2",
         "Caddy: m.server name:port, the target served by Caddy",
-        targets=(
-            _t(
-                _n("cy-deleg-port"),
-                8443,
-                ["127.0.5.1"],
-                "cy-deleg-port.mxtest:8443",
-                _n("cy-deleg-port"),
-            ),
-        ),
+        targets=(_with_port("cy-deleg-port", 8443, ["127.0.5.1"]),),
         server="caddy",
     ),
     _S(
@@ -1241,15 +1198,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cy-wk-redir.mxtest",
         "3.2",
         "Caddy: 301 to another Caddy host, then a valid delegation",
-        targets=(
-            _t(
-                _n("cy-deleg-port"),
-                8443,
-                ["127.0.5.1"],
-                "cy-deleg-port.mxtest:8443",
-                _n("cy-deleg-port"),
-            ),
-        ),
+        targets=(_with_port("cy-deleg-port", 8443, ["127.0.5.1"]),),
         server="caddy",
     ),
     _S(
