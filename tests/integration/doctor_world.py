@@ -38,9 +38,9 @@ from .world import (
     _self_signed,
     _tail,
     _terminate,
-    _user_group,
     _wait_listening,
     find_binary,
+    nginx_head,
     run_caddy,
     run_nginx,
 )
@@ -634,27 +634,7 @@ class DoctorNginx:
         return lines
 
     def config(self) -> str:
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        user, group = _user_group()
-        head = [
-            "daemon off;",
-            "master_process on;",
-            "worker_processes 1;",
-            f"pid {self.dir / 'nginx.pid'};",
-            f"error_log {self.error_log} info;",
-            f"user {user} {group};" if os.geteuid() == 0 else "",
-            "events { worker_connections 256; }",
-            "http {",
-            f"    access_log {self.dir / 'access.log'};",
-            *(
-                f"    {kind}_temp_path {tmp / kind};"
-                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-            ),
-            "    server_tokens off;",
-            "    keepalive_timeout 5;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-        ]
+        head = nginx_head(self.dir, self.error_log, self.dir / "access.log", 256)
         blocks = [line for site in self.sites for line in self._block(site)]
         return "\n".join([*head, *blocks, "}"]) + "\n"
 

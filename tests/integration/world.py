@@ -1877,6 +1877,35 @@ def _listen(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+def nginx_head(
+    directory: Path, error_log: Path, access_log: Path, worker_connections: int
+) -> list[str]:
+    """An nginx.conf up to its server blocks (inside ``http {``, left open): one worker in the
+    foreground, its pid, logs and temp files under ``directory``."""
+    user, group = _user_group()
+    tmp = directory / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return [
+        "daemon off;",
+        "master_process on;",
+        "worker_processes 1;",
+        f"pid {directory / 'nginx.pid'};",
+        f"error_log {error_log} info;",
+        # Workers read the bodies and certs from the (0700) temp dir as our own user.
+        f"user {user} {group};" if os.geteuid() == 0 else "",
+        f"events {{ worker_connections {worker_connections}; }}",
+        "http {",
+        f"    access_log {access_log};",
+        *(
+            f"    {kind}_temp_path {tmp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        ),
+        "    server_tokens off;",
+        "    keepalive_timeout 5;",
+        "    ssl_protocols TLSv1.2 TLSv1.3;",
+    ]
+
+
 def _q(value: str) -> str:
     """An nginx double-quoted string."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -2012,31 +2041,8 @@ class NginxServer:
             for ident, kind in ids.items():
                 blocks.append(self._target_block(sock, ident, kind, default=ident in ip_ids[:1]))
         self.sockets = sorted(sockets.items())
-        user, group = _user_group()
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        head = [
-            "daemon off;",
-            "master_process on;",
-            "worker_processes 1;",
-            f"pid {self.dir / 'nginx.pid'};",
-            f"error_log {self.error_log} info;",
-            # Workers read the bodies and certs from the (0700) temp dir as our own user.
-            f"user {user} {group};" if os.geteuid() == 0 else "",
-            "events { worker_connections 512; }",
-            "http {",
-            f"    access_log {self.dir / 'logs' / 'access.log'};",
-            f"    client_body_temp_path {tmp / 'body'};",
-            f"    proxy_temp_path {tmp / 'proxy'};",
-            f"    fastcgi_temp_path {tmp / 'fastcgi'};",
-            f"    uwsgi_temp_path {tmp / 'uwsgi'};",
-            f"    scgi_temp_path {tmp / 'scgi'};",
-            "    server_tokens off;",
-            "    keepalive_timeout 5;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-            "    ssl_session_cache off;",
-            "    server_names_hash_bucket_size 128;",
-        ]
+        head = nginx_head(self.dir, self.error_log, self.dir / "logs" / "access.log", 512)
+        head += ["    ssl_session_cache off;", "    server_names_hash_bucket_size 128;"]
         return "\n".join(head + blocks + ["}"]) + "\n"
 
     # -- lifecycle --------------------------------------------------------------------------
