@@ -148,6 +148,19 @@ class _LoopDriver(Driver):
         pass
 
 
+def _async_body(kw: dict[str, Any]) -> Any:
+    """A request's body for an async client: ``body``, or ``chunks`` as an async iterator."""
+    chunks = kw.get("chunks")
+    if chunks is None:
+        return kw.get("body")
+
+    async def gen() -> Any:
+        for c in chunks:
+            yield c
+
+    return gen()
+
+
 class HttpxAsyncDriver(_HttpxPools, _LoopDriver):
     name = "httpx-async"
 
@@ -168,19 +181,10 @@ class HttpxAsyncDriver(_HttpxPools, _LoopDriver):
 
     def request(self, method: str, url: str, **kw: Any) -> Reply:
         async def go() -> Reply:
-            content: Any = kw.get("body")
-            if kw.get("chunks") is not None:
-                chunks = kw["chunks"]
-
-                async def gen() -> Any:
-                    for c in chunks:
-                        yield c
-
-                content = gen()
             r = await self.client.request(
                 method,
                 url,
-                content=content,
+                content=_async_body(kw),
                 headers=kw.get("headers"),
                 timeout=kw.get("timeout", 10),
             )
@@ -228,19 +232,10 @@ class AiohttpDriver(_LoopDriver):
         import aiohttp
 
         async def go() -> Reply:
-            data: Any = kw.get("body")
-            if kw.get("chunks") is not None:
-                chunks = kw["chunks"]
-
-                async def gen() -> Any:
-                    for c in chunks:
-                        yield c
-
-                data = gen()
             async with self.session.request(
                 method,
                 url,
-                data=data,
+                data=_async_body(kw),
                 headers=kw.get("headers"),
                 timeout=aiohttp.ClientTimeout(total=kw.get("timeout", 10)),
             ) as r:

@@ -34,13 +34,21 @@ def _doctor(
     return status, (json.loads(out) if as_json else out)
 
 
-def _resolve(world: DoctorWorld, server_name: str, *extra: str, trust_ca: bool = True) -> int:
-    """``mxresolve resolve`` against the doctor world's DNS (``trust_ca``: with its CA)."""
+def _resolve(
+    capsys: pytest.CaptureFixture[str],
+    world: DoctorWorld,
+    server_name: str,
+    *extra: str,
+    trust_ca: bool = True,
+) -> tuple[int, str]:
+    """``mxresolve resolve`` against the doctor world's DNS (``trust_ca``: with its CA): the
+    exit status and what it printed."""
     cafile = ["--cafile", world.cafile] if trust_ca else []
-    return main(
+    status = main(
         ["resolve", server_name, *extra, "--nameserver", world.knot.nameserver, *cafile,
          "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
     )  # fmt: skip
+    return status, capsys.readouterr().out
 
 
 def _codes(report: dict[str, Any]) -> set[str]:
@@ -90,8 +98,8 @@ def test_json_contract(doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[
         assert check["result"] in {"ok", "problem", "skipped", "timeout"}
         assert {"name", "area", "where", "detail", "problems"} <= set(check)
     # The resolution is the same object `resolve --json` prints.
-    status = _resolve(doctor_world, c.server_name, "--json")
-    resolved = json.loads(capsys.readouterr().out)
+    status, out = _resolve(capsys, doctor_world, c.server_name, "--json")
+    resolved = json.loads(out)
     assert status == 0
     assert report["resolution"]["step"] == resolved["step"]
     assert report["resolution"]["targets"] == resolved["targets"]
@@ -176,8 +184,7 @@ def test_without_the_doctor_extra(doctor_world: DoctorWorld) -> None:
 
 def test_resolve_speaks_up(doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]) -> None:
     # Without --cafile the well-known's certificate is untrusted; resolution goes on at step 4.
-    status = _resolve(doctor_world, "good.mxdoc", trust_ca=False)
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "good.mxdoc", trust_ca=False)
     assert status == 0
     summary = out[out.index("Decided by step 4") :]
     assert "Recovered from: the well-known failed: certificate_invalid" in summary
@@ -188,8 +195,7 @@ def test_resolve_speaks_up(doctor_world: DoctorWorld, capsys: pytest.CaptureFixt
 def test_resolve_quiet_when_nothing_failed(
     doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = _resolve(doctor_world, "good.mxdoc")
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "good.mxdoc")
     assert status == 0
     assert "Recovered from" not in out
     assert "Nothing to recover from" in out
@@ -294,8 +300,7 @@ def test_client_discovery_on_real_servers(doctor_world: DoctorWorld, driver: str
 def test_resolve_speaks_up_on_failure_too(
     doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = _resolve(doctor_world, "srvdot.mxdoc")
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "srvdot.mxdoc")
     assert status == 1
     assert "Along the way: the well-known failed: connection_refused" in out
     assert "mxresolve doctor srvdot.mxdoc" in out
