@@ -79,10 +79,19 @@ class Driver:
 # --- httpx ------------------------------------------------------------------------------
 
 
-class _HttpxPools:
-    """The test-only peeking both httpx drivers share: their transports keep the same pools."""
+class _HttpxShared:
+    """What both httpx drivers share: httpx's errors, and the pools their transports keep."""
 
     transport: Any
+
+    def _httpx_errors(self) -> None:
+        import httpx
+
+        from mxresolve.integrations.httpx import FederationConnectError
+
+        self.connect_error = FederationConnectError
+        self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.timeout_errors = (httpx.TimeoutException,)
 
     def pool_count(self) -> int:
         return len(self.transport._pools)
@@ -97,17 +106,15 @@ class _HttpxPools:
         ]
 
 
-class HttpxDriver(_HttpxPools, Driver):
+class HttpxDriver(_HttpxShared, Driver):
     name = "httpx"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
         import httpx
 
-        from mxresolve.integrations.httpx import FederationConnectError, MatrixFederationTransport
+        from mxresolve.integrations.httpx import MatrixFederationTransport
 
-        self.connect_error = FederationConnectError
-        self.bad_url_errors = (httpx.UnsupportedProtocol,)
-        self.timeout_errors = (httpx.TimeoutException,)
+        self._httpx_errors()
         self.transport = MatrixFederationTransport(Resolver(**config), **options)
         self.client = httpx.Client(transport=self.transport)
 
@@ -161,21 +168,16 @@ def _async_body(kw: dict[str, Any]) -> Any:
     return gen()
 
 
-class HttpxAsyncDriver(_HttpxPools, _LoopDriver):
+class HttpxAsyncDriver(_HttpxShared, _LoopDriver):
     name = "httpx-async"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
         super().__init__()
         import httpx
 
-        from mxresolve.integrations.httpx import (
-            AsyncMatrixFederationTransport,
-            FederationConnectError,
-        )
+        from mxresolve.integrations.httpx import AsyncMatrixFederationTransport
 
-        self.connect_error = FederationConnectError
-        self.bad_url_errors = (httpx.UnsupportedProtocol,)
-        self.timeout_errors = (httpx.TimeoutException,)
+        self._httpx_errors()
         self.transport = AsyncMatrixFederationTransport(AsyncResolver(**config), **options)
         self.client = httpx.AsyncClient(transport=self.transport)
 
