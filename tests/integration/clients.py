@@ -79,17 +79,42 @@ class Driver:
 # --- httpx ------------------------------------------------------------------------------
 
 
-class HttpxDriver(Driver):
+class _HttpxShared:
+    """What both httpx drivers share: httpx's errors, and the pools their transports keep."""
+
+    transport: Any
+
+    def _httpx_errors(self) -> None:
+        import httpx
+
+        from mxresolve.integrations.httpx import FederationConnectError
+
+        self.connect_error = FederationConnectError
+        self.bad_url_errors = (httpx.UnsupportedProtocol,)
+        self.timeout_errors = (httpx.TimeoutException,)
+
+    def pool_count(self) -> int:
+        return len(self.transport._pools)
+
+    def nodelay(self) -> list[int]:
+        return [
+            c._connection._network_stream.get_extra_info("socket").getsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY
+            )
+            for pool in self.transport._pools._pools.values()
+            for c in pool.connections
+        ]
+
+
+class HttpxDriver(_HttpxShared, Driver):
     name = "httpx"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
         import httpx
 
-        from mxresolve.integrations.httpx import FederationConnectError, MatrixFederationTransport
+        from mxresolve.integrations.httpx import MatrixFederationTransport
 
-        self.connect_error = FederationConnectError
-        self.bad_url_errors = (httpx.UnsupportedProtocol,)
-        self.timeout_errors = (httpx.TimeoutException,)
+        self._httpx_errors()
         self.transport = MatrixFederationTransport(Resolver(**config), **options)
         self.client = httpx.Client(transport=self.transport)
 
@@ -105,18 +130,6 @@ class HttpxDriver(Driver):
     def stream(self, url: str) -> list[bytes]:
         with self.client.stream("GET", url) as r:
             return list(r.iter_raw())
-
-    def pool_count(self) -> int:
-        return len(self.transport._pools)
-
-    def nodelay(self) -> list[int]:
-        return [
-            c._connection._network_stream.get_extra_info("socket").getsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY
-            )
-            for pool in self.transport._pools._pools.values()
-            for c in pool.connections
-        ]
 
     def resolver(self) -> Resolver:
         return self.transport.resolver
@@ -142,39 +155,38 @@ class _LoopDriver(Driver):
         pass
 
 
-class HttpxAsyncDriver(_LoopDriver):
+def _async_body(kw: dict[str, Any]) -> Any:
+    """A request's body for an async client: ``body``, or ``chunks`` as an async iterator."""
+    chunks = kw.get("chunks")
+    if chunks is None:
+        return kw.get("body")
+
+    async def gen() -> Any:
+        for c in chunks:
+            yield c
+
+    return gen()
+
+
+class HttpxAsyncDriver(_HttpxShared, _LoopDriver):
     name = "httpx-async"
 
     def __init__(self, config: dict[str, Any], **options: Any) -> None:
         super().__init__()
         import httpx
 
-        from mxresolve.integrations.httpx import (
-            AsyncMatrixFederationTransport,
-            FederationConnectError,
-        )
+        from mxresolve.integrations.httpx import AsyncMatrixFederationTransport
 
-        self.connect_error = FederationConnectError
-        self.bad_url_errors = (httpx.UnsupportedProtocol,)
-        self.timeout_errors = (httpx.TimeoutException,)
+        self._httpx_errors()
         self.transport = AsyncMatrixFederationTransport(AsyncResolver(**config), **options)
         self.client = httpx.AsyncClient(transport=self.transport)
 
     def request(self, method: str, url: str, **kw: Any) -> Reply:
         async def go() -> Reply:
-            content: Any = kw.get("body")
-            if kw.get("chunks") is not None:
-                chunks = kw["chunks"]
-
-                async def gen() -> Any:
-                    for c in chunks:
-                        yield c
-
-                content = gen()
             r = await self.client.request(
                 method,
                 url,
-                content=content,
+                content=_async_body(kw),
                 headers=kw.get("headers"),
                 timeout=kw.get("timeout", 10),
             )
@@ -190,18 +202,6 @@ class HttpxAsyncDriver(_LoopDriver):
                 return [c async for c in r.aiter_raw()]
 
         return self.run(go())
-
-    def pool_count(self) -> int:
-        return len(self.transport._pools)
-
-    def nodelay(self) -> list[int]:
-        return [
-            c._connection._network_stream.get_extra_info("socket").getsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY
-            )
-            for pool in self.transport._pools._pools.values()
-            for c in pool.connections
-        ]
 
     def resolver(self) -> AsyncResolver:
         return self.transport.resolver
@@ -234,19 +234,10 @@ class AiohttpDriver(_LoopDriver):
         import aiohttp
 
         async def go() -> Reply:
-            data: Any = kw.get("body")
-            if kw.get("chunks") is not None:
-                chunks = kw["chunks"]
-
-                async def gen() -> Any:
-                    for c in chunks:
-                        yield c
-
-                data = gen()
             async with self.session.request(
                 method,
                 url,
-                data=data,
+                data=_async_body(kw),
                 headers=kw.get("headers"),
                 timeout=aiohttp.ClientTimeout(total=kw.get("timeout", 10)),
             ) as r:

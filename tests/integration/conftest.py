@@ -1,8 +1,9 @@
 """Fixtures for integration tests against the loopback world (Knot DNS, nginx, Caddy and a
 black hole).
 
-``loopback_world`` starts one world per session. Without knotd/nginx/caddy (or root for :443)
-the tests using it are skipped, unless MXRESOLVE_REQUIRE_INTEGRATION=1, which turns that into a
+``loopback_world`` starts one world per session, ``doctor_world`` (tests/integration/
+doctor_world.py) one per module. Without knotd/nginx/caddy (or root for :443) the tests using
+them are skipped, unless MXRESOLVE_REQUIRE_INTEGRATION=1, which turns that into a
 failure. A test that takes a ``loopback_scenario`` argument runs once per catalogue scenario.
 """
 
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 
+from .doctor_world import DoctorWorld
+from .doctor_world import missing_prerequisites as doctor_missing_prerequisites
 from .synapse import REQUIRE_ENV as REQUIRE_SYNAPSE_ENV
 from .synapse import VENV_ENV, SynapseServer, start_synapse, synapse_python
 from .world import SCENARIOS, LoopbackWorld, Scenario, WorldError, missing_prerequisites
@@ -36,24 +40,43 @@ def integration_required() -> bool:
     return os.environ.get(REQUIRE_ENV) == "1"
 
 
-@pytest.fixture(scope="session")
-def loopback_world() -> Iterator[LoopbackWorld]:
-    missing = missing_prerequisites()
+class _World(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+
+
+W = TypeVar("W", bound=_World)
+
+
+def _started(make: Callable[[], W], missing: list[str], what: str) -> Iterator[W]:
+    """A world for a fixture: skipped where ``missing`` says it cannot run here (a failure under
+    MXRESOLVE_REQUIRE_INTEGRATION=1), started, stopped after."""
     if missing:
-        reason = "loopback world unavailable: " + "; ".join(missing)
+        reason = f"{what} unavailable: " + "; ".join(missing)
         if integration_required():
             pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
         pytest.skip(reason)
-    world = LoopbackWorld()
+    world = make()
     try:
         world.start()
     except WorldError as exc:
         # Installed but broken is always a failure, never a skip.
-        pytest.fail(f"loopback world failed to start: {exc}", pytrace=False)
+        pytest.fail(f"{what} failed to start: {exc}", pytrace=False)
     try:
         yield world
     finally:
         world.stop()
+
+
+@pytest.fixture(scope="session")
+def loopback_world() -> Iterator[LoopbackWorld]:
+    yield from _started(LoopbackWorld, missing_prerequisites(), "loopback world")
+
+
+@pytest.fixture(scope="module")
+def doctor_world() -> Iterator[DoctorWorld]:
+    """The doctor's misconfigured world (tests/integration/doctor_world.py)."""
+    yield from _started(DoctorWorld, doctor_missing_prerequisites(), "doctor world")
 
 
 @pytest.fixture

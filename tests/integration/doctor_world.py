@@ -12,7 +12,8 @@ Every case (``CASES``) is one server name and the problem codes the doctor must 
 listens on a free high port on 127.0.9.253. Traffic stays on loopback: ``wkprivate`` points at
 192.168.77.7, which the doctor refuses (it is outside ``ALLOW_IPS``) and never contacts.
 
-Run ``python tests/integration/doctor_world.py --seconds 600`` to poke at it by hand.
+Run ``python -m tests.integration.doctor_world --seconds 600`` (from the repository root) to
+poke at it by hand.
 """
 
 from __future__ import annotations
@@ -29,40 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import dns.exception
-import dns.flags
-import dns.rcode
-
-try:  # run as a module of the test package, or as a script
-    from .world import (
-        READY_TIMEOUT,
-        BlackHole,
-        KnotServer,
-        WorldError,
-        _dns_query,
-        _self_signed,
-        _spawn,
-        _tail,
-        _tcp_accepts,
-        _terminate,
-        _user_group,
-        find_binary,
-    )
-except ImportError:  # pragma: no cover - script mode
-    from world import (  # type: ignore[no-redef]
-        READY_TIMEOUT,
-        BlackHole,
-        KnotServer,
-        WorldError,
-        _dns_query,
-        _self_signed,
-        _spawn,
-        _tail,
-        _tcp_accepts,
-        _terminate,
-        _user_group,
-        find_binary,
-    )
+from .world import (
+    BlackHole,
+    KnotServer,
+    _listen,
+    _q,
+    _self_signed,
+    _tail,
+    _terminate,
+    _wait_listening,
+    find_binary,
+    nginx_head,
+    run_caddy,
+    run_nginx,
+)
 
 ZONE = "mxdoc"
 DNS_ADDRESS = "127.0.9.253"
@@ -222,6 +203,35 @@ blackhole           A     {HANG_ADDRESS}
 """
 
 
+def _delegated(
+    label: str,
+    wk_address: str,
+    hs_address: str,
+    *,
+    port: int = 8448,
+    hs_server: ServerKind = "nginx",
+    cert: CertKind = "valid",
+    tampered: bool = False,
+) -> tuple[Site, Site]:
+    """The usual set-up: nginx serves ``label``'s well-known on :443, delegating to
+    ``hs.label:port``, where a homeserver with a ``hs.label`` certificate (of kind ``cert``)
+    serves ``label``'s keys."""
+    hs = n(f"hs.{label}")
+    return (
+        Site(
+            "nginx", wk_address, 443, (n(label),), routes={WK_SERVER: _delegation(f"{hs}:{port}")}
+        ),
+        Site(
+            hs_server,
+            hs_address,
+            port,
+            (hs,),
+            cert=cert,
+            routes=_homeserver(n(label), tampered=tampered),
+        ),
+    )
+
+
 def _sites() -> tuple[Site, ...]:
     good_client = _json_route({"m.homeserver": {"base_url": f"https://{n('hs.good')}"}}, cors=True)
     hs_good = _homeserver(n("good"))
@@ -273,14 +283,7 @@ def _sites() -> tuple[Site, ...]:
         ),
         Site("nginx", "127.0.9.15", 8448, (n("wkself"),), routes=_homeserver(n("wkself"))),
         # ---- delegation to :443 with no SRV fallback
-        Site(
-            "nginx",
-            "127.0.9.16",
-            443,
-            (n("deleg443"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.deleg443')}:443")},
-        ),
-        Site("caddy", "127.0.9.17", 443, (n("hs.deleg443"),), routes=_homeserver(n("deleg443"))),
+        *_delegated("deleg443", "127.0.9.16", "127.0.9.17", port=443, hs_server="caddy"),
         # ---- a proxy that forwards only the client API (to the healthy homeserver's)
         Site(
             "nginx",
@@ -297,47 +300,19 @@ def _sites() -> tuple[Site, ...]:
             proxy={"/_matrix/client/": "https://127.0.9.2:443"},
         ),
         # ---- SRV target with only its own certificate (delegation works, the fallback not)
-        Site(
-            "nginx",
-            "127.0.9.20",
-            443,
-            (n("srvown"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.srvown')}:8448")},
-        ),
-        Site("nginx", "127.0.9.21", 8448, (n("hs.srvown"),), routes=_homeserver(n("srvown"))),
+        *_delegated("srvown", "127.0.9.20", "127.0.9.21"),
         # ---- SRV only, target with its own certificate: the name the spec requires fails
         Site("caddy", "127.0.9.23", 8448, (n("hs.srvcert"),), routes=_homeserver(n("srvcert"))),
         # ---- legacy SRV only; SRV target behind a CNAME; SRV '.'
         Site("nginx", "127.0.9.25", 8448, (n("legacy"),), routes=_homeserver(n("legacy"))),
         Site("nginx", "127.0.9.27", 8448, (n("srvcname"),), routes=_homeserver(n("srvcname"))),
         # ---- delegation with a port, while the delegated name has SRV records
-        Site(
-            "nginx",
-            "127.0.9.29",
-            443,
-            (n("srvign"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.srvign')}:8448")},
-        ),
-        Site("nginx", "127.0.9.47", 8448, (n("hs.srvign"),), routes=_homeserver(n("srvign"))),
+        *_delegated("srvign", "127.0.9.29", "127.0.9.47"),
         # ---- an IP literal server name, with a certificate for the IP address
         Site("nginx", "127.0.9.45", 8448, ("127.0.9.45",), routes=_homeserver("127.0.9.45:8448")),
         # ---- the stale copy: 443 renewed (Caddy), 8448 still serves the expired one (nginx)
-        Site(
-            "nginx",
-            "127.0.9.30",
-            443,
-            (n("stale"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.stale')}:8448")},
-        ),
+        *_delegated("stale", "127.0.9.30", "127.0.9.31", cert="expired"),
         Site("caddy", "127.0.9.31", 443, (n("hs.stale"),), routes=_CLIENT_VERSIONS),
-        Site(
-            "nginx",
-            "127.0.9.31",
-            8448,
-            (n("hs.stale"),),
-            cert="expired",
-            routes=_homeserver(n("stale")),
-        ),
         # ---- the base domain renewed on 443; the SRV target serves an older copy of it
         Site("nginx", "127.0.9.48", 443, (n("srvcopy"),)),
         Site(
@@ -349,54 +324,13 @@ def _sites() -> tuple[Site, ...]:
             routes=_homeserver(n("srvcopy")),
         ),
         # ---- expiring in days; self-signed federation port; one address of two down
-        Site(
-            "nginx",
-            "127.0.9.32",
-            443,
-            (n("soon"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.soon')}:8448")},
+        *_delegated("soon", "127.0.9.32", "127.0.9.33", cert="soon"),
+        *_delegated(
+            "selfsigned", "127.0.9.34", "127.0.9.35", hs_server="caddy", cert="self-signed"
         ),
-        Site(
-            "nginx", "127.0.9.33", 8448, (n("hs.soon"),), cert="soon", routes=_homeserver(n("soon"))
-        ),
-        Site(
-            "nginx",
-            "127.0.9.34",
-            443,
-            (n("selfsigned"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.selfsigned')}:8448")},
-        ),
-        Site(
-            "caddy",
-            "127.0.9.35",
-            8448,
-            (n("hs.selfsigned"),),
-            cert="self-signed",
-            routes=_homeserver(n("selfsigned")),
-        ),
-        Site(
-            "nginx",
-            "127.0.9.36",
-            443,
-            (n("half"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.half')}:8448")},
-        ),
-        Site("nginx", "127.0.9.37", 8448, (n("hs.half"),), routes=_homeserver(n("half"))),
+        *_delegated("half", "127.0.9.36", "127.0.9.37"),
         # ---- tampered key signature
-        Site(
-            "nginx",
-            "127.0.9.39",
-            443,
-            (n("tampered"),),
-            routes={WK_SERVER: _delegation(f"{n('hs.tampered')}:8448")},
-        ),
-        Site(
-            "nginx",
-            "127.0.9.40",
-            8448,
-            (n("hs.tampered"),),
-            routes=_homeserver(n("tampered"), tampered=True),
-        ),
+        *_delegated("tampered", "127.0.9.39", "127.0.9.40", tampered=True),
         # ---- client side: base_url where nothing listens; no CORS (Caddy); bad support file
         Site(
             "nginx",
@@ -637,76 +571,17 @@ def _materialise(route: Route | str) -> Route:
 
 
 class DoctorKnot(KnotServer):
-    """knotd for the ``mxdoc.`` zone on DNS_ADDRESS (world.py's Knot serves ``mxtest.``)."""
+    """knotd for the ``mxdoc.`` zone on DNS_ADDRESS only (world.py's Knot serves ``mxtest.``)."""
 
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory, zone_text=ZONE_TEXT, servfail_zones=(), ipv6=False)
-
-    @property
-    def nameserver(self) -> str:
-        return f"{DNS_ADDRESS}:{self.port}"
-
-    def _write_config(self) -> Path:
-        zones, run, db = self.dir / "zones", self.dir / "run", self.dir / "db"
-        for d in (zones, run, db):
-            d.mkdir(parents=True, exist_ok=True)
-        (zones / f"{ZONE}.zone").write_text(self.zone_text)
-        user, group = _user_group()
-        conf = self.dir / "knot.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    "server:",
-                    f'    rundir: "{run}"',
-                    f"    user: {user}:{group}",
-                    f"    listen: [ {DNS_ADDRESS}@{self.port} ]",
-                    "    udp-workers: 1",
-                    "    tcp-workers: 1",
-                    "    background-workers: 1",
-                    "database:",
-                    f'    storage: "{db}"',
-                    "log:",
-                    "  - target: stderr",
-                    "    any: info",
-                    "template:",
-                    "  - id: default",
-                    f'    storage: "{zones}"',
-                    "    zonefile-sync: -1",
-                    "    zonefile-load: whole",
-                    "    journal-content: none",
-                    "zone:",
-                    f"  - domain: {ZONE}.",
-                    f"    file: {ZONE}.zone",
-                ]
-            )
-            + "\n"
+        super().__init__(
+            directory,
+            zone_text=ZONE_TEXT,
+            servfail_zones=(),
+            ipv6=False,
+            zone=ZONE,
+            address=DNS_ADDRESS,
         )
-        return conf
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise WorldError(f"knotd exited during startup; log:\n{_tail(self.log)}")
-            if time.monotonic() > deadline:
-                raise WorldError(f"knotd not answering for {ZONE}.; log:\n{_tail(self.log)}")
-            try:
-                r = _dns_query(f"{ZONE}.", "SOA", DNS_ADDRESS, self.port, 0.3, tcp=False)
-            except (OSError, dns.exception.DNSException):
-                time.sleep(0.05)
-                continue
-            if r.rcode() == dns.rcode.NOERROR and r.answer and r.flags & dns.flags.AA:
-                return
-            time.sleep(0.05)
-
-
-def _listen(address: str, port: int) -> str:
-    return f"{address}:{port}"
-
-
-def _nginx_q(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class DoctorNginx:
@@ -733,14 +608,14 @@ class DoctorNginx:
             route = _materialise(raw)
             lines.append(f"        location = {path} {{")
             for name, value in route.headers:
-                lines.append(f"            add_header {name} {_nginx_q(value)} always;")
+                lines.append(f"            add_header {name} {_q(value)} always;")
             if route.location is not None:
-                lines.append(f"            return {route.status} {_nginx_q(route.location)};")
+                lines.append(f"            return {route.status} {_q(route.location)};")
             else:
                 body = docroot / f"r{i}"
                 body.write_bytes(route.body)
                 lines += [
-                    f"            types {{ }} default_type {_nginx_q(route.content_type)};",
+                    f"            types {{ }} default_type {_q(route.content_type)};",
                     f"            alias {body};",
                 ]
             lines.append("        }")
@@ -759,41 +634,16 @@ class DoctorNginx:
         return lines
 
     def config(self) -> str:
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        user, group = _user_group()
-        head = [
-            "daemon off;",
-            "master_process on;",
-            "worker_processes 1;",
-            f"pid {self.dir / 'nginx.pid'};",
-            f"error_log {self.error_log} info;",
-            f"user {user} {group};" if os.geteuid() == 0 else "",
-            "events { worker_connections 256; }",
-            "http {",
-            f"    access_log {self.dir / 'access.log'};",
-            *(
-                f"    {kind}_temp_path {tmp / kind};"
-                for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-            ),
-            "    server_tokens off;",
-            "    keepalive_timeout 5;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-        ]
+        head = nginx_head(self.dir, self.error_log, self.dir / "access.log", 256)
         blocks = [line for site in self.sites for line in self._block(site)]
         return "\n".join([*head, *blocks, "}"]) + "\n"
 
     def start(self) -> None:
-        nginx = find_binary("nginx")
-        if nginx is None:
-            raise WorldError("nginx not found (install the Debian package 'nginx-light')")
         self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "nginx.conf"
-        conf.write_text(self.config())
-        self.proc = _spawn(
-            [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
+        self.proc = run_nginx(self.dir, self.config(), self.log, self.error_log)
+        _wait_listening(
+            self.proc, [(s.address, s.port) for s in self.sites], "nginx", self.log, self.error_log
         )
-        _wait_listening(self.proc, [(s.address, s.port) for s in self.sites], "nginx", self.log)
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -858,36 +708,11 @@ class DoctorCaddy:
         }
 
     def start(self) -> None:
-        caddy = find_binary("caddy")
-        if caddy is None:
-            raise WorldError("caddy not found (install the Debian package 'caddy')")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "caddy.json"
-        conf.write_text(json.dumps(self.config(), indent=1))
-        env_dir = self.dir / "home"
-        env_dir.mkdir(exist_ok=True)
-        os.environ.setdefault("XDG_DATA_HOME", str(env_dir))  # Caddy wants a data dir
-        self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log)
+        self.proc = run_caddy(self.dir, self.config(), self.log)
         _wait_listening(self.proc, [(s.address, s.port) for s in self.sites], "caddy", self.log)
 
     def stop(self) -> None:
         _terminate(self.proc)
-
-
-def _wait_listening(
-    proc: subprocess.Popen[bytes], sockets: list[tuple[str, int]], what: str, log: Path
-) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    pending = list(sockets)
-    while pending:
-        if proc.poll() is not None:
-            raise WorldError(f"{what} exited with code {proc.returncode}:\n{_tail(log)}")
-        if time.monotonic() > deadline:
-            raise WorldError(f"{what} not listening on {pending[:3]}:\n{_tail(log)}")
-        if _tcp_accepts(*pending[0], timeout=0.2):
-            pending.pop(0)
-        else:
-            time.sleep(0.05)
 
 
 # =============================================================================================

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,30 +19,11 @@ import pytest
 from mxresolve._tools.cli import main
 from mxresolve._tools.doctor.codes import CODES, Severity
 
-from .doctor_world import CASES, Case, DoctorWorld, case, iter_codes, missing_prerequisites
+from .doctor_world import CASES, Case, DoctorWorld, case, iter_codes
 from .synapse import SynapseServer
-from .world import ALLOW_IPS, WorldError
+from .world import ALLOW_IPS
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def doctor_world() -> Iterator[DoctorWorld]:
-    missing = missing_prerequisites()
-    if missing:
-        reason = "doctor world unavailable: " + "; ".join(missing)
-        if os.environ.get("MXRESOLVE_REQUIRE_INTEGRATION") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    world = DoctorWorld()
-    try:
-        world.start()
-    except WorldError as exc:
-        pytest.fail(f"doctor world failed to start: {exc}", pytrace=False)
-    try:
-        yield world
-    finally:
-        world.stop()
 
 
 def _doctor(
@@ -52,6 +32,23 @@ def _doctor(
     status = main(["doctor", *args, *(["--json"] if as_json else [])])
     out = capsys.readouterr().out
     return status, (json.loads(out) if as_json else out)
+
+
+def _resolve(
+    capsys: pytest.CaptureFixture[str],
+    world: DoctorWorld,
+    server_name: str,
+    *extra: str,
+    trust_ca: bool = True,
+) -> tuple[int, str]:
+    """``mxresolve resolve`` against the doctor world's DNS (``trust_ca``: with its CA): the
+    exit status and what it printed."""
+    cafile = ["--cafile", world.cafile] if trust_ca else []
+    status = main(
+        ["resolve", server_name, *extra, "--nameserver", world.knot.nameserver, *cafile,
+         "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
+    )  # fmt: skip
+    return status, capsys.readouterr().out
 
 
 def _codes(report: dict[str, Any]) -> set[str]:
@@ -101,11 +98,8 @@ def test_json_contract(doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[
         assert check["result"] in {"ok", "problem", "skipped", "timeout"}
         assert {"name", "area", "where", "detail", "problems"} <= set(check)
     # The resolution is the same object `resolve --json` prints.
-    status = main(
-        ["resolve", c.server_name, "--json", "--nameserver", doctor_world.knot.nameserver,
-         "--cafile", doctor_world.cafile, "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
-    )  # fmt: skip
-    resolved = json.loads(capsys.readouterr().out)
+    status, out = _resolve(capsys, doctor_world, c.server_name, "--json")
+    resolved = json.loads(out)
     assert status == 0
     assert report["resolution"]["step"] == resolved["step"]
     assert report["resolution"]["targets"] == resolved["targets"]
@@ -190,11 +184,7 @@ def test_without_the_doctor_extra(doctor_world: DoctorWorld) -> None:
 
 def test_resolve_speaks_up(doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]) -> None:
     # Without --cafile the well-known's certificate is untrusted; resolution goes on at step 4.
-    status = main(
-        ["resolve", "good.mxdoc", "--nameserver", doctor_world.knot.nameserver,
-         "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
-    )  # fmt: skip
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "good.mxdoc", trust_ca=False)
     assert status == 0
     summary = out[out.index("Decided by step 4") :]
     assert "Recovered from: the well-known failed: certificate_invalid" in summary
@@ -205,11 +195,7 @@ def test_resolve_speaks_up(doctor_world: DoctorWorld, capsys: pytest.CaptureFixt
 def test_resolve_quiet_when_nothing_failed(
     doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(
-        ["resolve", "good.mxdoc", "--nameserver", doctor_world.knot.nameserver,
-         "--cafile", doctor_world.cafile, "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
-    )  # fmt: skip
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "good.mxdoc")
     assert status == 0
     assert "Recovered from" not in out
     assert "Nothing to recover from" in out
@@ -314,11 +300,7 @@ def test_client_discovery_on_real_servers(doctor_world: DoctorWorld, driver: str
 def test_resolve_speaks_up_on_failure_too(
     doctor_world: DoctorWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(
-        ["resolve", "srvdot.mxdoc", "--nameserver", doctor_world.knot.nameserver,
-         "--cafile", doctor_world.cafile, "--allow-ip", "127.0.0.0/8", "--timeout", "3"]
-    )  # fmt: skip
-    out = capsys.readouterr().out
+    status, out = _resolve(capsys, doctor_world, "srvdot.mxdoc")
     assert status == 1
     assert "Along the way: the well-known failed: connection_refused" in out
     assert "mxresolve doctor srvdot.mxdoc" in out

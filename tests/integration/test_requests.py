@@ -222,16 +222,21 @@ def test_streaming_response(fresh: Any, name: str) -> None:
     assert b"".join(chunks).startswith(b'{"server"')
 
 
+def _times_out(driver: Driver, *, timeout: float, within: float) -> None:
+    """A GET of the black hole's silent 127.0.1.62:443 (the client's own ``timeout``) fails
+    as a timeout in less than ``within`` seconds."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:  # noqa: PT011 - each client has its own type
+        driver.get(_url("127.0.1.62:443"), timeout=timeout)
+    assert time.monotonic() - started < within
+    assert isinstance(info.value, driver.timeout_errors) or "timed out" in str(info.value).lower()
+
+
 @pytest.mark.parametrize("name", CLIENT_NAMES)
 def test_a_silent_server_times_out(fresh: Any, name: str) -> None:
     # wk-hang's :443 (the black hole) accepts TCP and never speaks: as a target it hangs
     # the TLS handshake. Reach it by IP literal and port so nothing else is in the way.
-    driver: Driver = fresh(name)
-    started = time.monotonic()
-    with pytest.raises(Exception) as info:  # noqa: PT011 - each client has its own type
-        driver.get(_url("127.0.1.62:443"), timeout=1.0)
-    assert time.monotonic() - started < 5
-    assert isinstance(info.value, driver.timeout_errors) or "timed out" in str(info.value).lower()
+    _times_out(fresh(name), timeout=1.0, within=5)
 
 
 @pytest.mark.parametrize("name", CLIENT_NAMES)
@@ -247,12 +252,7 @@ def test_every_kept_connection_has_nagle_off(fresh: Any, name: str) -> None:
 @pytest.mark.parametrize("name", ["httpx", "httpx-async", "twisted"])
 def test_the_total_timeout_bounds_a_request(fresh: Any, name: str) -> None:
     # The client's own per-step timeouts are long; the adapter's total is not.
-    driver: Driver = fresh(name, total_timeout=0.5)
-    started = time.monotonic()
-    with pytest.raises(Exception) as info:  # noqa: PT011 - each client has its own type
-        driver.get(_url("127.0.1.62:443"), timeout=10)
-    assert time.monotonic() - started < 3
-    assert isinstance(info.value, driver.timeout_errors) or "timed out" in str(info.value).lower()
+    _times_out(fresh(name, total_timeout=0.5), timeout=10, within=3)
 
 
 # --- bad input ---------------------------------------------------------------------------------

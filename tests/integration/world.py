@@ -598,8 +598,15 @@ _WK_SIZE_LIMIT = 64 * 1024  # resolver .well-known size limit needed by the over
 
 
 def _step6(label: str, addresses: Iterable[str]) -> tuple[Target, ...]:
+    """A name without a port found by its A/AAAA records at 8448 (steps 3.5 and 6)."""
     name = _n(label)
     return (_t(name, DEFAULT_PORT, addresses, name),)
+
+
+def _with_port(label: str, port: int, addresses: Iterable[str]) -> Target:
+    """A name with an explicit port (steps 2, 3.2): Host keeps the port, the TLS name not."""
+    name = _n(label)
+    return _t(name, port, addresses, f"{name}:{port}", name)
 
 
 def _srv(
@@ -657,7 +664,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "port.mxtest:8443",
         "2",
         "explicit port; the trap .well-known and _matrix-fed SRV of port.mxtest are not used",
-        targets=(_t(_n("port"), 8443, ["127.0.3.21"], "port.mxtest:8443", _n("port")),),
+        targets=(_with_port("port", 8443, ["127.0.3.21"]),),
         spec_refs=("R-06",),
     ),
     _S(
@@ -665,7 +672,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "port-cname.mxtest:8448",
         "2",
         "explicit port; name is a CNAME chain to an AAAA-only (::1) name",
-        targets=(_t(_n("port-cname"), 8448, ["::1"], "port-cname.mxtest:8448", _n("port-cname")),),
+        targets=(_with_port("port-cname", 8448, ["::1"]),),
         spec_refs=("R-08",),
     ),
     _S(
@@ -715,9 +722,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port.mxtest",
         "3.2",
         'm.server "deleg-port.mxtest:8443", Cache-Control max-age=3600',
-        targets=(
-            _t(_n("deleg-port"), 8443, ["127.0.3.2"], "deleg-port.mxtest:8443", _n("deleg-port")),
-        ),
+        targets=(_with_port("deleg-port", 8443, ["127.0.3.2"]),),
         spec_refs=("R-15", "C-01"),
     ),
     _S(
@@ -725,15 +730,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port-cname.mxtest",
         "3.2",
         'm.server "deleg-alias.mxtest:8448"; deleg-alias is a two-hop CNAME chain',
-        targets=(
-            _t(
-                _n("deleg-alias"),
-                8448,
-                ["127.0.3.3"],
-                "deleg-alias.mxtest:8448",
-                _n("deleg-alias"),
-            ),
-        ),
+        targets=(_with_port("deleg-alias", 8448, ["127.0.3.3"]),),
         spec_refs=("R-16",),
     ),
     _S(
@@ -741,7 +738,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-port-443.mxtest",
         "3.2",
         'm.server "deleg-443.mxtest:443": Host keeps ":443"',
-        targets=(_t(_n("deleg-443"), 443, ["127.0.3.4"], "deleg-443.mxtest:443", _n("deleg-443")),),
+        targets=(_with_port("deleg-443", 443, ["127.0.3.4"]),),
         spec_refs=("R-14",),
     ),
     _S(
@@ -749,9 +746,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-text-plain.mxtest",
         "3.2",
         "valid body served as text/plain with an extra key",
-        targets=(
-            _t(_n("deleg-port"), 8443, ["127.0.3.2"], "deleg-port.mxtest:8443", _n("deleg-port")),
-        ),
+        targets=(_with_port("deleg-port", 8443, ["127.0.3.2"]),),
         spec_refs=("R-33", "R-34"),
     ),
     _S(
@@ -759,22 +754,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-v6.mxtest",
         "3.2",
         ".well-known host is AAAA-only (fetched from [::1]:443); delegates to an AAAA-only name",
-        targets=(_t(_n("deleg-v6"), 8443, ["::1"], "deleg-v6.mxtest:8443", _n("deleg-v6")),),
+        targets=(_with_port("deleg-v6", 8443, ["::1"]),),
     ),
     _S(
         "wk-self-port",
         "wk-self-port.mxtest",
         "3.2",
         "self-delegation with a port",
-        targets=(
-            _t(
-                _n("wk-self-port"),
-                8448,
-                ["127.0.1.10"],
-                "wk-self-port.mxtest:8448",
-                _n("wk-self-port"),
-            ),
-        ),
+        targets=(_with_port("wk-self-port", 8448, ["127.0.1.10"]),),
         spec_refs=("R-25",),
     ),
     _S(
@@ -819,9 +806,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-nosrv.mxtest",
         "3.5",
         "delegated name dual-stack, no SRV; the original's trap SRV is ignored",
-        targets=(
-            _t(_n("deleg-plain"), 8448, ["127.0.3.8", "::1"], _n("deleg-plain"), _n("deleg-plain")),
-        ),
+        targets=_step6("deleg-plain", ["127.0.3.8", "::1"]),
         spec_refs=("R-20", "R-22"),
     ),
     _S(
@@ -853,11 +838,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-redir-dest.mxtest",
         "3.2",
         "redirect destination served directly (max-age=600)",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     *(
         _S(
@@ -865,15 +846,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             f"wk-redir-{code}.mxtest",
             "3.2",
             f"{code} redirect to another https host, then a valid delegation",
-            targets=(
-                _t(
-                    _n("deleg-redir"),
-                    8443,
-                    ["127.0.3.9"],
-                    "deleg-redir.mxtest:8443",
-                    _n("deleg-redir"),
-                ),
-            ),
+            targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
             spec_refs=("R-35",),
         )
         for code in (301, 302, 307, 308)
@@ -883,22 +856,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "wk-redir-chain.mxtest",
         "3.2",
         "redirect chain 301 -> 307 -> 200",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     _S(
         "wk-redir-relative",
         "wk-redir-relative.mxtest",
         "3.2",
         "302 with a relative Location on the same host",
-        targets=(
-            _t(
-                _n("deleg-redir"), 8443, ["127.0.3.9"], "deleg-redir.mxtest:8443", _n("deleg-redir")
-            ),
-        ),
+        targets=(_with_port("deleg-redir", 8443, ["127.0.3.9"]),),
     ),
     _S(
         "wk-redir-loop",
@@ -1217,15 +1182,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cy-wk-port.mxtest",
         "3.2",
         "Caddy: m.server name:port, the target served by Caddy",
-        targets=(
-            _t(
-                _n("cy-deleg-port"),
-                8443,
-                ["127.0.5.1"],
-                "cy-deleg-port.mxtest:8443",
-                _n("cy-deleg-port"),
-            ),
-        ),
+        targets=(_with_port("cy-deleg-port", 8443, ["127.0.5.1"]),),
         server="caddy",
     ),
     _S(
@@ -1241,15 +1198,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cy-wk-redir.mxtest",
         "3.2",
         "Caddy: 301 to another Caddy host, then a valid delegation",
-        targets=(
-            _t(
-                _n("cy-deleg-port"),
-                8443,
-                ["127.0.5.1"],
-                "cy-deleg-port.mxtest:8443",
-                _n("cy-deleg-port"),
-            ),
-        ),
+        targets=(_with_port("cy-deleg-port", 8443, ["127.0.5.1"]),),
         server="caddy",
     ),
     _S(
@@ -1488,6 +1437,14 @@ def find_binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
 
 
+def require_binary(name: str, package: str) -> str:
+    """``find_binary``, or a WorldError naming the Debian package to install."""
+    path = find_binary(name)
+    if path is None:
+        raise WorldError(f"{name} not found (install the Debian package '{package}')")
+    return path
+
+
 def _die_with_parent() -> None:
     # Linux PR_SET_PDEATHSIG: the server gets SIGTERM if the test process dies (even by
     # SIGKILL), so no orphan keeps holding the fixed loopback ports.
@@ -1570,6 +1527,56 @@ def _tcp_accepts(addr: str, port: int, timeout: float = 0.3) -> bool:
         except OSError:
             return False
     return True
+
+
+def run_nginx(directory: Path, config: str, log: Path, error_log: Path) -> subprocess.Popen[bytes]:
+    """nginx in the foreground on ``config`` (written to ``directory``/nginx.conf), with
+    ``directory`` as its prefix."""
+    nginx = require_binary("nginx", "nginx-light")
+    conf = directory / "nginx.conf"
+    conf.write_text(config)
+    return _spawn([nginx, "-p", str(directory), "-c", str(conf), "-e", str(error_log)], log)
+
+
+def run_caddy(directory: Path, config: Mapping[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    """Caddy in the foreground on ``config`` (written to ``directory``/caddy.json), with a home
+    and XDG directories of its own under ``directory`` (nothing lands in the user's)."""
+    caddy = require_binary("caddy", "caddy")
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "caddy.json"
+    conf.write_text(json.dumps(config, indent=1))
+    home = str(directory / "home")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "XDG_CONFIG_HOME": home,
+        "XDG_DATA_HOME": home,
+    }
+    return _spawn([caddy, "run", "--config", str(conf)], log, env=env)
+
+
+def _wait_listening(
+    proc: subprocess.Popen[bytes], sockets: Sequence[tuple[str, int]], what: str, *logs: Path
+) -> None:
+    """Wait until ``proc`` accepts TCP connections on every socket (WorldError, with the tails
+    of ``logs``, if it exits first or takes longer than READY_TIMEOUT)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    pending = list(sockets)
+    while pending:
+        if proc.poll() is not None:
+            raise WorldError(
+                f"{what} exited with code {proc.returncode} during startup:\n"
+                + "".join(_tail(log) for log in logs)
+            )
+        if time.monotonic() > deadline:
+            raise WorldError(
+                f"{what} not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
+                + "".join(_tail(log) for log in logs)
+            )
+        if _tcp_accepts(*pending[0]):
+            pending.pop(0)
+        else:
+            time.sleep(0.05)
 
 
 def _dns_query(
@@ -1710,7 +1717,8 @@ class BlackHole:
 
 
 class KnotServer:
-    """knotd in the foreground, authoritative for ``ZONE`` and the SERVFAIL zones."""
+    """knotd in the foreground, authoritative for ``zone`` (``zone_text``) and the SERVFAIL
+    zones, on ``address`` (and ::1 if ``ipv6``) at a free high port."""
 
     def __init__(
         self,
@@ -1718,10 +1726,15 @@ class KnotServer:
         zone_text: str = ZONE_TEXT,
         servfail_zones: Sequence[str] = SERVFAIL_ZONES,
         ipv6: bool = True,
+        *,
+        zone: str = ZONE,
+        address: str = "127.0.0.1",
     ) -> None:
         self.dir = directory
+        self.zone = zone
         self.zone_text = zone_text
         self.servfail_zones = tuple(servfail_zones)
+        self.address = address
         self.ipv6 = ipv6
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -1729,17 +1742,22 @@ class KnotServer:
 
     @property
     def nameserver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.address] + (["::1"] if self.ipv6 else [])
 
     def _write_config(self) -> Path:
         zones, run, db = self.dir / "zones", self.dir / "run", self.dir / "db"
         for d in (zones, run, db):
             d.mkdir(parents=True, exist_ok=True)
-        (zones / f"{ZONE}.zone").write_text(self.zone_text)
-        # Syntactically broken on purpose: Knot refuses to load it and answers SERVFAIL.
-        (zones / "broken.zone").write_text("this zone file is broken on purpose (\n")
+        (zones / f"{self.zone}.zone").write_text(self.zone_text)
+        if self.servfail_zones:
+            # Syntactically broken on purpose: Knot refuses to load it and answers SERVFAIL.
+            (zones / "broken.zone").write_text("this zone file is broken on purpose (\n")
         user, group = _user_group()
-        listen = [f"127.0.0.1@{self.port}"] + ([f"::1@{self.port}"] if self.ipv6 else [])
+        listen = [f"{a}@{self.port}" for a in self.addresses]
         lines = [
             "server:",
             f'    rundir: "{run}"',
@@ -1760,8 +1778,8 @@ class KnotServer:
             "    zonefile-load: whole",
             "    journal-content: none",
             "zone:",
-            f"  - domain: {ZONE}.",
-            f"    file: {ZONE}.zone",
+            f"  - domain: {self.zone}.",
+            f"    file: {self.zone}.zone",
         ]
         for z in self.servfail_zones:
             lines += [f"  - domain: {z}.", "    file: broken.zone"]
@@ -1770,9 +1788,7 @@ class KnotServer:
         return conf
 
     def start(self) -> None:
-        knotd = find_binary("knotd")
-        if knotd is None:
-            raise WorldError("knotd not found (install the Debian package 'knot')")
+        knotd = require_binary("knotd", "knot")
         last_error = ""
         for _ in range(3):  # a fresh port if another process grabbed ours meanwhile
             self.port = pick_free_port()
@@ -1792,8 +1808,7 @@ class KnotServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        addrs = ["127.0.0.1"] + (["::1"] if self.ipv6 else [])
-        pending = [(a, tcp) for a in addrs for tcp in (False, True)]
+        pending = [(a, tcp) for a in self.addresses for tcp in (False, True)]
         while pending:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -1802,15 +1817,15 @@ class KnotServer:
                     + _tail(self.log)
                 )
             log = _tail(self.log)
-            if any(f"error: [{ZONE}.]" in line for line in log.splitlines()):
-                raise WorldError(f"knotd could not load zone {ZONE}.; log:\n{log}")
+            if any(f"error: [{self.zone}.]" in line for line in log.splitlines()):
+                raise WorldError(f"knotd could not load zone {self.zone}.; log:\n{log}")
             if time.monotonic() > deadline:
                 raise WorldError(
                     f"knotd not answering on {pending} after {READY_TIMEOUT}s; log:\n{log}"
                 )
             addr, tcp = pending[0]
             try:
-                r = _dns_query(f"{ZONE}.", "SOA", addr, self.port, 0.3, tcp=tcp)
+                r = _dns_query(f"{self.zone}.", "SOA", addr, self.port, 0.3, tcp=tcp)
             except (OSError, dns.exception.DNSException):
                 time.sleep(0.05)
                 continue
@@ -1860,6 +1875,35 @@ def _sni_map() -> dict[Socket, list[str]]:
 
 def _listen(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def nginx_head(
+    directory: Path, error_log: Path, access_log: Path, worker_connections: int
+) -> list[str]:
+    """An nginx.conf up to its server blocks (inside ``http {``, left open): one worker in the
+    foreground, its pid, logs and temp files under ``directory``."""
+    user, group = _user_group()
+    tmp = directory / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return [
+        "daemon off;",
+        "master_process on;",
+        "worker_processes 1;",
+        f"pid {directory / 'nginx.pid'};",
+        f"error_log {error_log} info;",
+        # Workers read the bodies and certs from the (0700) temp dir as our own user.
+        f"user {user} {group};" if os.geteuid() == 0 else "",
+        f"events {{ worker_connections {worker_connections}; }}",
+        "http {",
+        f"    access_log {access_log};",
+        *(
+            f"    {kind}_temp_path {tmp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        ),
+        "    server_tokens off;",
+        "    keepalive_timeout 5;",
+        "    ssl_protocols TLSv1.2 TLSv1.3;",
+    ]
 
 
 def _q(value: str) -> str:
@@ -1997,72 +2041,22 @@ class NginxServer:
             for ident, kind in ids.items():
                 blocks.append(self._target_block(sock, ident, kind, default=ident in ip_ids[:1]))
         self.sockets = sorted(sockets.items())
-        user, group = _user_group()
-        tmp = self.dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        head = [
-            "daemon off;",
-            "master_process on;",
-            "worker_processes 1;",
-            f"pid {self.dir / 'nginx.pid'};",
-            f"error_log {self.error_log} info;",
-            # Workers read the bodies and certs from the (0700) temp dir as our own user.
-            f"user {user} {group};" if os.geteuid() == 0 else "",
-            "events { worker_connections 512; }",
-            "http {",
-            f"    access_log {self.dir / 'logs' / 'access.log'};",
-            f"    client_body_temp_path {tmp / 'body'};",
-            f"    proxy_temp_path {tmp / 'proxy'};",
-            f"    fastcgi_temp_path {tmp / 'fastcgi'};",
-            f"    uwsgi_temp_path {tmp / 'uwsgi'};",
-            f"    scgi_temp_path {tmp / 'scgi'};",
-            "    server_tokens off;",
-            "    keepalive_timeout 5;",
-            "    ssl_protocols TLSv1.2 TLSv1.3;",
-            "    ssl_session_cache off;",
-            "    server_names_hash_bucket_size 128;",
-        ]
+        head = nginx_head(self.dir, self.error_log, self.dir / "logs" / "access.log", 512)
+        head += ["    ssl_session_cache off;", "    server_names_hash_bucket_size 128;"]
         return "\n".join(head + blocks + ["}"]) + "\n"
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        nginx = find_binary("nginx")
-        if nginx is None:
-            raise WorldError("nginx not found (install the Debian package 'nginx-light')")
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "nginx.conf"
-        conf.write_text(self._config())
+        config = self._config()
         busy = [s for s, _ in self.sockets if _tcp_accepts(*s, timeout=0.2)]
         if busy:
             raise WorldError(
                 f"something already listens on {busy[:5]} (a stale nginx from an earlier run?)"
             )
-        self.proc = _spawn(
-            [nginx, "-p", str(self.dir), "-c", str(conf), "-e", str(self.error_log)], self.log
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = [s for s, _ in self.sockets]
-        while pending:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise WorldError(
-                    f"nginx exited with code {self.proc.returncode} during startup:\n"
-                    + _tail(self.log)
-                    + _tail(self.error_log)
-                )
-            if time.monotonic() > deadline:
-                raise WorldError(
-                    f"nginx not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
-                    + _tail(self.error_log)
-                )
-            if _tcp_accepts(*pending[0]):
-                pending.pop(0)
-            else:
-                time.sleep(0.05)
+        self.proc = run_nginx(self.dir, config, self.log, self.error_log)
+        _wait_listening(self.proc, [s for s, _ in self.sockets], "nginx", self.log, self.error_log)
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -2187,40 +2181,12 @@ class CaddyServer:
         }
 
     def start(self) -> None:
-        caddy = find_binary("caddy")
-        if caddy is None:
-            raise WorldError("caddy not found (install the Debian package 'caddy')")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "caddy.json"
-        conf.write_text(json.dumps(self._config(), indent=1))
+        config = self._config()
         busy = [s for s in self.sockets if _tcp_accepts(*s, timeout=0.2)]
         if busy:
             raise WorldError(f"something already listens on {busy[:5]} (a stale Caddy?)")
-        home = str(self.dir / "home")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": home,
-            "XDG_CONFIG_HOME": home,
-            "XDG_DATA_HOME": home,
-        }
-        self.proc = _spawn([caddy, "run", "--config", str(conf)], self.log, env=env)
-        deadline = time.monotonic() + READY_TIMEOUT
-        pending = list(self.sockets)
-        while pending:
-            if self.proc.poll() is not None:
-                raise WorldError(
-                    f"caddy exited with code {self.proc.returncode} during startup:\n"
-                    + _tail(self.log)
-                )
-            if time.monotonic() > deadline:
-                raise WorldError(
-                    f"caddy not listening on {pending[:5]} after {READY_TIMEOUT}s:\n"
-                    + _tail(self.log)
-                )
-            if _tcp_accepts(*pending[0]):
-                pending.pop(0)
-            else:
-                time.sleep(0.05)
+        self.proc = run_caddy(self.dir, config, self.log)
+        _wait_listening(self.proc, self.sockets, "caddy", self.log)
 
     def stop(self) -> None:
         _terminate(self.proc)
