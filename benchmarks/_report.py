@@ -46,8 +46,8 @@ def _package_digest() -> str:
     """sha256 over mxresolve's .py files: ties a result to the code that produced it."""
     digest = hashlib.sha256()
     root = Path(mxresolve.__file__).parent
-    for path in sorted(root.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(root.rglob("*.py")):  # every layer's folder, not the top alone
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
